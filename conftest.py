@@ -1,2 +1,3 @@
-# The harness's pytest plugin is registered by the `pytest11` entry point of the installed
-# package (see pyproject.toml); nothing else belongs here.
+# The harness's options and markers come from its `pytest11` entry point (harness.plugin);
+# this file only registers the repository's fixture modules.
+pytest_plugins = ["fixtures.stacks"]

@@ -145,6 +145,8 @@ class Stack:
             CHAOS_HOOKS="1" if self.config.chaos_hooks else "0",
             PYTHONUNBUFFERED="1",
         )
+        if self.config.fix == "none":
+            env["API_SWEEPER"] = "0"  # stock RQ: nothing of the fix may run anywhere
         env.update(self.config.env)
         env.update(extra)
         return env

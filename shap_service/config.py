@@ -7,6 +7,7 @@ a message that names the variable, instead of a traceback deep inside a worker.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -89,6 +90,10 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f"{f.name.upper()}={value}: must be a finite number")
         if self.heartbeat_interval <= 0 or self.sweep_interval <= 0:
             raise SettingsError("HEARTBEAT_INTERVAL and SWEEP_INTERVAL must be > 0")
         if self.liveness_ttl < 2 * self.heartbeat_interval:

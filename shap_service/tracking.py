@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from redis import Redis
@@ -389,6 +390,49 @@ class Tracker:
         except Exception:  # noqa: BLE001 - a refused command just disables the shortcut
             return None
         return {c.get("name", "") for c in clients if c.get("name")}
+
+    def adopt_untracked(self, *, silent_after: float, dry_run: bool = False) -> int:
+        """Track started jobs the fix never saw (plain RQ workers, jobs from before the fix).
+
+        Such a job is adopted only when RQ's own heartbeat on it is older than `silent_after`;
+        it then has no lease, so the next sweep recovers it. Returns how many were (or would be).
+        """
+        registry = StartedJobRegistry(self.queue_name, connection=self.connection, serializer=JSONSerializer)
+        now = _now()
+        adopted = 0
+        for job_id in registry.get_job_ids(cleanup=False):
+            if self.connection.exists(track_key(job_id)):
+                continue
+            try:
+                job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+            except NoSuchJobError:
+                continue
+            status = getattr(job.get_status(refresh=False), "value", None)
+            beat = job.last_heartbeat or job.started_at
+            if status != JobStatus.STARTED.value or beat is None:
+                continue
+            beat_ts = beat.replace(tzinfo=beat.tzinfo or UTC).timestamp()
+            if now - beat_ts < silent_after:
+                continue
+            adopted += 1
+            if dry_run:
+                continue
+            with self.connection.pipeline() as pipe:
+                pipe.hsetnx(track_key(job_id), "state", "running")
+                pipe.hset(
+                    track_key(job_id),
+                    mapping={
+                        "token": "adopted",
+                        "attempt": 1,
+                        "worker": job.worker_name or "?",
+                        "heartbeat_at": beat_ts,
+                        "started_at": beat_ts,
+                        "queue": self.queue_name,
+                    },
+                )
+                pipe.zadd(active_key(self.queue_name), {job_id: beat_ts})
+                pipe.execute()
+        return adopted
 
     # -- the sweep ------------------------------------------------------------------------
 

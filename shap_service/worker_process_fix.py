@@ -98,6 +98,7 @@ class RecoveringWorker(Worker):
 
     def bootstrap(self, *args, **kwargs) -> None:
         super().bootstrap(*args, **kwargs)
+        self._register()
         self._start_threads()
 
     def teardown(self) -> None:

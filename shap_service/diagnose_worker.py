@@ -1,0 +1,256 @@
+"""`diagnose-worker`: what the queues, workers and running jobs look like, and what to do.
+
+Read-only, always: it talks to Redis through a client that refuses every command not on a
+read allowlist, so no code path here can requeue, expire or clean anything (the original
+deployment's "diagnostic" silently requeued jobs; RQ's own `registry.count` runs a cleanup).
+
+Exit codes: 0 healthy, 1 stuck jobs exist, 2 usage error, 3 Redis unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from . import __version__
+from .config import Settings, SettingsError, redact_url
+from .tracking import active_key, connection_name, limbo_key, live_key, track_key, worker_key
+
+__all__ = ["diagnose", "main", "ReadOnlyRedis", "WriteRefused"]
+
+EXIT_OK, EXIT_STUCK, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+_READ_COMMANDS = frozenset(
+    [
+        "PING",
+        "GET",
+        "MGET",
+        "HGET",
+        "HGETALL",
+        "HMGET",
+        "HLEN",
+        "LLEN",
+        "LRANGE",
+        "LINDEX",
+        "ZCARD",
+        "ZRANGE",
+        "ZRANGEBYSCORE",
+        "ZSCORE",
+        "SMEMBERS",
+        "SCARD",
+        "SISMEMBER",
+        "PTTL",
+        "TTL",
+        "EXISTS",
+        "TYPE",
+        "SCAN",
+        "INFO",
+        "CLIENT",
+    ]
+)
+
+
+class WriteRefused(RuntimeError):
+    """diagnose-worker tried to send a command that could change Redis: a bug, never allowed."""
+
+
+class ReadOnlyRedis(Redis):
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        name = str(args[0]).upper().split()[0]
+        if name not in _READ_COMMANDS or (
+            name == "CLIENT"
+            and "LIST" not in str(args[0]).upper()
+            and (len(args) < 2 or str(args[1]).upper() != "LIST")
+        ):
+            raise WriteRefused(f"diagnose-worker is read-only; refused {args[0]!r}")
+        return super().execute_command(*args, **options)
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def diagnose(conn: Redis, queue: str, *, liveness_ttl: float) -> dict[str, Any]:
+    """Collect the report; pure reads."""
+    now = time.time()
+    q = f"rq:queue:{queue}"
+    counts = {
+        "queued": conn.llen(q),
+        "dequeued_not_started": conn.llen(f"{q}:intermediate"),
+        "started": conn.zcard(f"rq:wip:{queue}"),
+        "failed": conn.zcard(f"rq:failed:{queue}"),
+        "finished": conn.zcard(f"rq:finished:{queue}"),
+        "deferred": conn.zcard(f"rq:deferred:{queue}"),
+        "scheduled": conn.zcard(f"rq:scheduled:{queue}"),
+    }
+    try:
+        connected = {c.get("name", "") for c in conn.client_list()}
+    except RedisError:
+        connected = None
+
+    workers = []
+    for key in sorted(_s(k) for k in conn.smembers(f"rq:workers:{queue}")):
+        name = key.removeprefix("rq:worker:")
+        rq_info = {_s(k): _s(v) for k, v in conn.hgetall(key).items()}
+        fix = {_s(k): _s(v) for k, v in conn.hgetall(worker_key(name)).items()}
+        if not rq_info:
+            continue  # expired worker key still listed in the set
+        beat = float(fix["beat_at"]) if fix.get("beat_at") else None
+        workers.append(
+            {
+                "name": name,
+                "state": rq_info.get("state", "?"),
+                "pid": int(fix.get("pid") or rq_info.get("pid") or 0),
+                "host": fix.get("host") or rq_info.get("hostname", "?"),
+                "fix": fix.get("fix", "none"),
+                "current_job": fix.get("current_job") or None,
+                "last_heartbeat_age_s": round(now - beat, 1) if beat else None,
+                "rq_last_heartbeat": rq_info.get("last_heartbeat"),
+                "connected": None if connected is None else (connection_name(name) in connected or name in connected),
+            }
+        )
+
+    stuck, running = [], []
+    for job_id in (_s(j) for j in conn.zrange(active_key(queue), 0, -1)):
+        track = {_s(k): _s(v) for k, v in conn.hgetall(track_key(job_id)).items()}
+        state = track.get("state", "queued")
+        if state not in ("running", "completing", "recovering"):
+            continue
+        beat = float(track.get("heartbeat_at") or track.get("started_at") or now)
+        lease = conn.pttl(live_key(job_id))
+        entry = {
+            "job_id": job_id,
+            "state": state,
+            "worker": track.get("worker"),
+            "attempt": int(track.get("attempt", 0)),
+            "silent_s": round(now - beat, 1),
+            "running_s": round(now - float(track.get("started_at") or now), 1),
+            "lease_ms_left": max(int(lease), 0),
+        }
+        worker_gone = connected is not None and connection_name(track.get("worker", "")) not in connected
+        if lease <= 0 or state == "recovering":
+            entry["why"] = "lease expired" if state != "recovering" else "recovery in progress or interrupted"
+            stuck.append(entry)
+        elif worker_gone:
+            entry["why"] = "worker has no Redis connection"
+            stuck.append(entry)
+        else:
+            running.append(entry)
+
+    # Jobs in RQ's started registry that the fix does not track (enqueued elsewhere, or run by
+    # plain RQ workers): stuck when RQ's own heartbeat deadline has passed.
+    for member, score in conn.zrange(f"rq:wip:{queue}", 0, -1, withscores=True):
+        job_id = _s(member).split(":")[0]
+        if conn.exists(track_key(job_id)):
+            continue
+        if score < now:
+            stuck.append(
+                {
+                    "job_id": job_id,
+                    "state": "started",
+                    "worker": None,
+                    "attempt": None,
+                    "silent_s": round(now - score + 90, 1),
+                    "why": "untracked; RQ heartbeat deadline passed",
+                }
+            )
+
+    limbo = {_s(k): round(now - float(_s(v)), 1) for k, v in conn.hgetall(limbo_key(queue)).items()}
+    return {
+        "queue": queue,
+        "counts": counts,
+        "workers": workers,
+        "running": running,
+        "stuck": stuck,
+        "dequeued_not_started": limbo,
+        "recommendations": _recommend(counts, workers, stuck, liveness_ttl),
+    }
+
+
+def _recommend(counts: dict[str, int], workers: list[dict], stuck: list[dict], ttl: float) -> list[str]:
+    out = []
+    with_fix = [w for w in workers if w["fix"] != "none"]
+    if not workers:
+        out.append("no worker is registered on this queue: start one (shap-worker); queued jobs wait until then")
+    elif not with_fix:
+        out.append(
+            "no worker runs the recovery layer (fix=none): jobs of a dead worker stay 'started' for ~15 min "
+            "or forever; run shap-worker (it loads the fix in the worker process)"
+        )
+    if stuck:
+        out.append(
+            f"{len(stuck)} stuck job(s): a worker's sweeper recovers them within {ttl:.0f} s of their last "
+            "heartbeat; to do it now run: repair-stuck-jobs --dry-run, then repair-stuck-jobs"
+        )
+    silent = [w["name"] for w in with_fix if (w["last_heartbeat_age_s"] or 0) > ttl]
+    if silent:
+        out.append(f"worker(s) {', '.join(silent)} have not beaten for > {ttl:.0f} s: frozen, partitioned or dead")
+    if counts["queued"] > 10 * max(1, len(workers)):
+        out.append(f"{counts['queued']} jobs waiting for {len(workers)} worker(s): add workers")
+    return out
+
+
+def _print_text(report: dict[str, Any], url: str) -> None:
+    c = report["counts"]
+    print(f"queue {report['queue']} at {url}")
+    print("  " + "  ".join(f"{k}={v}" for k, v in c.items()))
+    print(f"workers ({len(report['workers'])}):")
+    for w in report["workers"]:
+        age = "-" if w["last_heartbeat_age_s"] is None else f"{w['last_heartbeat_age_s']} s ago"
+        print(
+            f"  {w['name']:<24} {w['state']:<9} pid={w['pid']:<7} fix={w['fix']:<8} beat={age:<10} "
+            f"job={w['current_job'] or '-'}"
+        )
+    print(f"running jobs ({len(report['running'])}):")
+    for j in report["running"]:
+        print(f"  {j['job_id']} attempt {j['attempt']} on {j['worker']}, running {j['running_s']} s")
+    print(f"stuck jobs ({len(report['stuck'])}):")
+    for j in report["stuck"]:
+        print(
+            f"  {j['job_id']} {j['state']} worker={j['worker']} attempt={j['attempt']} "
+            f"silent {j['silent_s']} s: {j['why']}"
+        )
+    if report["recommendations"]:
+        print("recommendations:")
+        for r in report["recommendations"]:
+            print(f"  - {r}")
+    else:
+        print("healthy: nothing to do")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="diagnose-worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--redis-url", help="Redis URL (default: $REDIS_URL)")
+    parser.add_argument("--queue", help="queue name (default: $QUEUE_NAME or shap-jobs)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code else EXIT_OK
+    try:
+        settings = Settings.from_env(redis_url=args.redis_url, queue_name=args.queue)
+    except SettingsError as exc:
+        print(f"diagnose-worker: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    conn = ReadOnlyRedis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
+    try:
+        report = diagnose(conn, settings.queue_name, liveness_ttl=settings.liveness_ttl)
+    except RedisError as exc:
+        print(f"diagnose-worker: cannot reach Redis at {redact_url(settings.redis_url)}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_text(report, redact_url(settings.redis_url))
+    return EXIT_STUCK if report["stuck"] else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

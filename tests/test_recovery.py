@@ -1,0 +1,285 @@
+"""The recovery layer against real Redis, real worker processes and real signals.
+
+Stacks run with short leases (fixtures.stacks.FAST_RECOVERY) so each case takes seconds; the
+production defaults are measured by the benchmarks, not asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from redis import Redis
+
+from fixtures.stacks import FAST_RECOVERY
+from shap_service.tracking import Tracker, live_key, track_key
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+ROWS = [[0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, -0.002, 0.02, -0.017]]
+
+
+def fast(**extra: str) -> dict[str, str]:
+    return {**FAST_RECOVERY, **extra}
+
+
+def submit(stack, **chaos) -> str:
+    return stack.submit(ROWS, chaos=chaos)["job_id"] if chaos else stack.submit(ROWS)["job_id"]
+
+
+def wait_running(stack, job_id: str, *, attempt: int = 1, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    view: dict = {}
+    while time.monotonic() < deadline:
+        view = stack.job(job_id)
+        if view["status"] == "started" and view["attempts"] >= attempt and view["worker"]:
+            return view
+        time.sleep(0.02)
+    raise AssertionError(f"job {job_id} never ran attempt {attempt}: {view}")
+
+
+def assert_additive(result: dict) -> None:
+    for row, pred in zip(result["shap_values"], result["predictions"], strict=True):
+        assert abs(result["base_value"] + sum(row) - pred) <= 1e-6 * max(1.0, abs(pred))
+
+
+def kill_worker(stack, name: str) -> None:
+    assert stack.worker(name).process.signal_tree(signal.SIGKILL), f"worker {name} was not running"
+
+
+def test_fix_runs_inside_the_worker_process(stack_factory):
+    stack = stack_factory(workers=1, env=fast())
+    handle = stack.workers[0]
+    deadline = time.monotonic() + 5
+    while not (info := stack.redis.hgetall(f"shap:worker:{handle.name}")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Written by the fix's lifeline thread, from the pid of the process the harness started.
+    assert info["fix"] == "bundled"
+    assert int(info["pid"]) == handle.pid
+    beat = float(info["beat_at"])
+    time.sleep(1.2)
+    assert float(stack.redis.hget(f"shap:worker:{handle.name}", "beat_at")) > beat
+
+
+def test_killed_worker_job_finishes_on_another_worker(stack_factory):
+    stack = stack_factory(workers=2, env=fast())
+    job_id = submit(stack, sleep_s=3)
+    victim = wait_running(stack, job_id)["worker"]
+    t0 = time.monotonic()
+    kill_worker(stack, victim)
+    requeued = wait_running(stack, job_id, attempt=2, timeout=20)
+    requeue_s = time.monotonic() - t0
+    view = stack.wait_terminal(job_id, timeout=30)
+    assert view["status"] == "finished"
+    assert view["attempts"] == 2
+    assert view["worker"] != victim and requeued["worker"] == view["worker"]
+    assert "abandoned" in view["recovery"] and victim in view["recovery"]
+    assert_additive(view["result"])
+    # bound: lease 2 s + sweep 0.5 s (the connection check is usually faster), plus slack
+    assert requeue_s < 10, requeue_s
+
+
+@pytest.mark.parametrize("repair", ["cli", "admin"])
+def test_no_worker_alive_then_repair_and_a_new_worker_finishes_it(stack_factory, repair):
+    stack = stack_factory(workers=1, env=fast(API_SWEEPER="0"))
+    job_id = submit(stack, sleep_s=2)
+    victim = wait_running(stack, job_id)["worker"]
+    kill_worker(stack, victim)
+    time.sleep(3)  # past the 2 s lease: with no sweeper anywhere, nothing moves it
+    assert stack.job(job_id)["status"] == "started"
+    if repair == "cli":
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "shap_service.repair_stuck_jobs",
+                "--redis-url",
+                stack.redis_url,
+                "--queue",
+                stack.config.queue,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        counts = json.loads(out.stdout)
+    else:
+        r = requests.post(f"{stack.api_url}/admin/cleanup_jobs", headers=stack.admin_headers, timeout=10)
+        assert r.status_code == 200
+        counts = r.json()
+    assert counts["requeued"] == 1 and counts["failed"] == 0
+    assert stack.job(job_id)["status"] == "queued"
+    stack.add_worker()
+    view = stack.wait_terminal(job_id, timeout=30)
+    assert (view["status"], view["attempts"]) == ("finished", 2)
+
+
+def test_attempts_exhausted_ends_failed_with_the_reason(stack_factory):
+    stack = stack_factory(workers=2, env=fast(MAX_ATTEMPTS="2"))
+    job_id = submit(stack, sleep_s=30)
+    for attempt in (1, 2):
+        victim = wait_running(stack, job_id, attempt=attempt)["worker"]
+        kill_worker(stack, victim)
+        stack.add_worker(wait=False)  # keep a live worker around, as a platform restart would
+    view = stack.wait_terminal(job_id, timeout=30)
+    assert view["status"] == "failed"
+    assert view["attempts"] == 2
+    assert "abandoned" in view["error"] and "attempts exhausted (2/2)" in view["error"]
+
+
+@pytest.mark.parametrize("max_attempts,expected", [("3", "finished"), ("1", "failed")])
+def test_killed_work_horse_is_retried_then_failed(stack_factory, max_attempts, expected):
+    stack = stack_factory(workers=1, env=fast(MAX_ATTEMPTS=max_attempts))
+    job_id = submit(stack, sleep_s=2)
+    wait_running(stack, job_id)
+    horses = stack.workers[0].horse_pids()
+    assert horses, "no work-horse found under the worker"
+    for pid in horses:
+        subprocess.run(["kill", "-9", str(pid)], check=False)
+    view = stack.wait_terminal(job_id, timeout=30)
+    assert view["status"] == expected
+    if expected == "finished":
+        assert view["attempts"] == 2 and "work-horse died" in view["recovery"]
+    else:
+        assert "work-horse died" in view["error"] and "signal 9" in view["error"]
+    assert stack.workers[0].process.alive()
+
+
+def test_paused_worker_zombie_result_is_fenced_off(stack_factory):
+    stack = stack_factory(workers=2, env=fast())
+    job_id = submit(stack, sleep_s=3)
+    victim = wait_running(stack, job_id)["worker"]
+    stack.worker(victim).process.signal_tree(signal.SIGSTOP)
+    try:
+        second = wait_running(stack, job_id, attempt=2, timeout=20)
+        assert second["worker"] != victim
+        view = stack.wait_terminal(job_id, timeout=30)
+        assert view["status"] == "finished"
+    finally:
+        stack.worker(victim).process.signal_tree(signal.SIGCONT)
+    # The zombie's horse wakes up past its sleep, finishes, and must be refused.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and stack.job(job_id)["late_completions_rejected"] < 1:
+        time.sleep(0.1)
+    final = stack.job(job_id)
+    assert final["late_completions_rejected"] == 1
+    assert (final["status"], final["worker"], final["attempts"]) == ("finished", second["worker"], 2)
+    assert final["result"] == view["result"]
+    assert int(stack.redis.hget(f"shap:stats:{stack.config.queue}", "late_completions_rejected")) == 1
+
+
+@pytest.mark.parametrize("hang,words", [("python", "timeout"), ("c", "hung for")])
+def test_hung_job_ends_by_the_timeout_policy(stack_factory, hang, words):
+    stack = stack_factory(workers=1, env=fast(JOB_TIMEOUT="2", HARD_KILL_GRACE="1", MAX_ATTEMPTS="2"))
+    job_id = submit(stack, hang=hang)
+    t0 = time.monotonic()
+    view = stack.wait_terminal(job_id, timeout=60)
+    elapsed = time.monotonic() - t0
+    assert view["status"] == "failed"
+    assert view["attempts"] == 2
+    assert words in view["error"] and "attempts exhausted (2/2)" in view["error"]
+    # two attempts of 2 s (+1 s grace for C hangs) each: far from RQ's 180 s + 60 s
+    assert elapsed < 30, elapsed
+    assert stack.workers[0].process.alive()
+
+
+def test_sigterm_hands_back_a_job_that_would_outlive_the_grace(stack_factory):
+    stack = stack_factory(workers=2, env=fast(SHUTDOWN_GRACE="1"))
+    job_id = submit(stack, sleep_s=30)
+    victim = wait_running(stack, job_id)["worker"]
+    t0 = time.monotonic()
+    stack.worker(victim).process.proc.send_signal(signal.SIGTERM)
+    second = wait_running(stack, job_id, attempt=1, timeout=20)
+    while second["worker"] == victim:
+        second = wait_running(stack, job_id, attempt=1, timeout=20)
+    assert time.monotonic() - t0 < 10
+    assert "handed back" in second["recovery"]
+    stack.worker(victim).process.proc.wait(timeout=15)  # the worker exits: a warm shutdown
+
+
+def test_sigterm_lets_a_short_job_finish(stack_factory):
+    stack = stack_factory(workers=1, env=fast(SHUTDOWN_GRACE="20"))
+    job_id = submit(stack, sleep_s=1)
+    worker = wait_running(stack, job_id)["worker"]
+    stack.worker(worker).process.proc.send_signal(signal.SIGTERM)
+    view = stack.wait_terminal(job_id, timeout=30)
+    assert (view["status"], view["attempts"], view["worker"]) == ("finished", 1, worker)
+
+
+def _sweep_once(url: str, queue: str, name: str, barrier, results) -> None:
+    tracker = Tracker(Redis.from_url(url), queue, liveness_ttl=2, max_attempts=3)
+    barrier.wait()
+    results.put(tracker.sweep(by=name, connection_check=False).requeued)
+
+
+def test_four_racing_sweepers_requeue_each_job_exactly_once(stack_factory):
+    stack = stack_factory(workers=0)
+    conn = Redis.from_url(stack.redis_url)
+    tracker = Tracker(conn, "race", liveness_ttl=2, max_attempts=3)
+    ids = []
+    for _ in range(50):
+        job = tracker.enqueue("shap_service.jobs.analyze", kwargs={}, job_timeout=10, result_ttl=60)
+        conn.lpop("rq:queue:race")  # "dequeued" by a worker that then died
+        assert tracker.start(job.id, token=f"t-{job.id}", worker="ghost", pid=1) == 1
+        conn.delete(live_key(job.id))  # its lease ran out
+        ids.append(job.id)
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [
+        ctx.Process(target=_sweep_once, args=(stack.redis_url, "race", f"s{i}", barrier, results)) for i in range(4)
+    ]
+    for p in procs:
+        p.start()
+    counts = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=10)
+    assert sum(counts) == 50, counts
+    queued = [x.decode() for x in conn.lrange("rq:queue:race", 0, -1)]
+    assert sorted(queued) == sorted(ids)
+    assert all(conn.hget(track_key(j), "requeues") == b"1" for j in ids)
+
+
+def _snapshot(conn: Redis) -> dict:
+    return {k: conn.dump(k) for k in sorted(conn.keys("*"))}
+
+
+def test_diagnose_and_dry_run_change_nothing(stack_factory):
+    stack = stack_factory(workers=1, env=fast(API_SWEEPER="0"))
+    job_id = submit(stack, sleep_s=30)
+    kill_worker(stack, wait_running(stack, job_id)["worker"])
+    time.sleep(2.5)
+    conn = Redis.from_url(stack.redis_url)
+    before = _snapshot(conn)
+    base = [sys.executable, "-m"]
+    args = ["--redis-url", stack.redis_url, "--queue", stack.config.queue]
+    diag = subprocess.run([*base, "shap_service.diagnose_worker", *args, "--json"], capture_output=True, text=True)
+    assert diag.returncode == 1, diag.stderr
+    report = json.loads(diag.stdout)
+    assert [j["job_id"] for j in report["stuck"]] == [job_id]
+    assert any("repair-stuck-jobs" in r for r in report["recommendations"])
+    text = subprocess.run([*base, "shap_service.diagnose_worker", *args], capture_output=True, text=True)
+    assert text.returncode == 1 and job_id in text.stdout
+    dry = subprocess.run([*base, "shap_service.repair_stuck_jobs", *args, "--dry-run"], capture_output=True, text=True)
+    assert dry.returncode == 1 and job_id in dry.stdout and "would requeue" in dry.stdout
+    assert _snapshot(conn) == before
+    assert stack.job(job_id)["status"] == "started"
+
+
+def test_stock_rq_leaves_the_job_started_past_the_bound(stack_factory):
+    """The bug this project fixes: with plain `rq worker`, a killed worker's job never moves."""
+    stack = stack_factory(workers=2, fix="none", env=fast())
+    job_id = submit(stack, sleep_s=2)
+    victim = wait_running(stack, job_id, attempt=0)["worker"]  # stock RQ counts no attempts
+    kill_worker(stack, victim)
+    time.sleep(2 + 0.5 + 5)  # our bound (lease + sweep) plus 5 s of slack
+    view = stack.job(job_id)
+    assert view["status"] == "started" and view["worker"] == victim
+    assert not stack.redis.exists(f"shap:worker:{stack.workers[1].name}")  # no fix in the survivor
