@@ -1,0 +1,32 @@
+# Two commands on a fresh machine with only Python and the package registries:
+#   make run    install into .venv and run the main job
+#   make test   install into .venv and run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: run demo test lint clean
+
+$(BIN)/harness: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[embedded,dev]'
+	@touch $@
+
+run: $(BIN)/harness
+	$(BIN)/harness demo
+
+demo: $(BIN)/harness
+	$(BIN)/harness demo
+
+# pytest exits 5 when it collected nothing: that is a failure here, not a pass.
+test: $(BIN)/harness
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran" >&2; exit 1; fi; exit $$rc
+
+lint: $(BIN)/harness
+	$(BIN)/ruff check shap_service harness fixtures scenarios tests
+	$(BIN)/ruff format --check shap_service harness fixtures scenarios tests
+
+clean:
+	rm -rf $(VENV) reports/out build *.egg-info

@@ -1,0 +1,136 @@
+"""`harness`: run the chaos suite, or start a stack by hand.
+
+    harness run   [--scenario NAME ...] [--fix bundled|none] [--seed N] [--report-dir DIR] ...
+    harness demo  start Redis + API + one worker, explain 5 rows, print the SHAP summary
+
+Exit codes: 0 all passed, 1 a scenario failed, 2 usage error, 3 the environment lacks something
+(no Redis binary, ...), each with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .stack import EnvironmentMissing, Stack, StackConfig, find_redis_server, new_run_id
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _scenarios_dir() -> Path:
+    here = Path.cwd() / "scenarios"
+    return here if here.is_dir() else REPO / "scenarios"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sklearn.datasets import load_diabetes
+
+    rows = load_diabetes().data[:5].tolist()
+    print("starting Redis, the API and one worker on loopback ...", flush=True)
+    t0 = time.monotonic()
+    with Stack(StackConfig(workers=1, chaos_hooks=False)) as stack:
+        print(f"  stack ready in {time.monotonic() - t0:.1f} s: API {stack.api_url}, Redis {stack.redis_url}")
+        accepted = stack.submit(rows)
+        print(f"  POST /analyze -> 202 job {accepted['job_id']}")
+        view = stack.wait_terminal(accepted["job_id"], timeout=120)
+    if view["status"] != "finished":
+        print(f"job {view['status']}: {view.get('error')}", file=sys.stderr)
+        return EXIT_FAILED
+    result = view["result"]
+    print(f"  job finished on worker {view['worker']} (attempt {view['attempts']})\n")
+    print(f"model {result['model']}  explainer {result['explainer']}  base value {result['base_value']:.3f}")
+    print("mean |SHAP| per feature:")
+    ranked = sorted(result["mean_abs_shap"].items(), key=lambda kv: -kv[1])
+    for name, value in ranked:
+        print(f"  {name:>6}  {value:8.3f}  {'#' * max(1, round(40 * value / ranked[0][1]))}")
+    print(f"additivity: max |base + sum(shap) - prediction| = {result['max_additivity_error']:.2e}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    run_id = new_run_id()
+    report_dir = Path(args.report_dir or Path("reports") / "out" / run_id).resolve()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable, "-m", "pytest", str(_scenarios_dir()), "-p", "no:cacheprovider",
+        "--backend", args.backend, "--fix", args.fix, "--profile", args.profile,
+        "--report-dir", str(report_dir), f"--junitxml={report_dir / 'junit.xml'}", "-q",
+    ]
+    if args.seed is not None:
+        argv += ["--chaos-seed", str(args.seed)]
+    if args.repair_cmd:
+        argv += ["--repair-cmd", args.repair_cmd]
+    for name in args.scenario or []:
+        argv += ["-k", name.replace("-", "_")] if len(args.scenario) == 1 else []
+    if args.scenario and len(args.scenario) > 1:
+        argv += ["-k", " or ".join(n.replace("-", "_") for n in args.scenario)]
+    print("$ " + shlex.join(argv), flush=True)
+    rc = subprocess.call(argv, env={**os.environ, "HARNESS_RUN_ID_HINT": run_id})
+    summary = report_dir / "summary.json"
+    if summary.exists():
+        _print_summary(json.loads(summary.read_text()))
+    print(f"\nreport: {report_dir}")
+    if rc == 5:
+        print("harness: no scenario matched", file=sys.stderr)
+        return EXIT_USAGE
+    if rc in (3, 4):  # pytest: internal error / usage error
+        return EXIT_USAGE
+    return EXIT_OK if rc == 0 else EXIT_FAILED
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"\nrun {summary.get('run_id')}  fix={summary.get('fix')}  seed={summary.get('seed')}  "
+          f"{summary.get('duration_s', 0):.0f} s")
+    print(f"{'scenario':<18} {'verdict':<8} {'acc':>4} {'fin':>4} {'fail':>4} {'stuck':>5} {'lost':>4} "
+          f"{'p50':>6} {'p99':>6} {'max':>6} {'bound':>6}")
+    for s in summary.get("scenarios", []):
+        j, r = s["jobs"], s["recovery_s"]
+
+        def f(v):
+            return "-" if v is None else f"{v:.1f}"
+
+        print(f"{s['name']:<18} {s['verdict']:<8} {j['accepted']:>4} {j['finished']:>4} {j['failed']:>4} "
+              f"{j['stuck']:>5} {j['lost']:>4} {f(r['p50']):>6} {f(r['p99']):>6} {f(r['max']):>6} "
+              f"{f(s['bound_s']):>6}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the chaos scenarios and write a report")
+    run.add_argument("--backend", default="local", choices=["local"])
+    run.add_argument("--scenario", action="append", metavar="NAME", help="run only this scenario (repeatable)")
+    run.add_argument("--fix", default="bundled", choices=["bundled", "none"])
+    run.add_argument("--profile", default="ci", choices=["ci", "soak"])
+    run.add_argument("--repair-cmd", help="external repair command run every few seconds ({redis_url}, {queue})")
+    run.add_argument("--seed", type=int, help="chaos seed (default: random, printed)")
+    run.add_argument("--report-dir", help="where to write the report (default reports/out/<run-id>)")
+    run.set_defaults(func=cmd_run)
+    demo = sub.add_parser("demo", help="start a local stack and explain 5 rows")
+    demo.set_defaults(func=cmd_demo)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code else EXIT_OK
+    try:
+        find_redis_server()
+        return int(args.func(args))
+    except EnvironmentMissing as exc:
+        print(f"harness: {exc}", file=sys.stderr)
+        return EXIT_ENV
+    except KeyboardInterrupt:
+        print("harness: interrupted; everything started was removed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
