@@ -117,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="start a local stack and explain 5 rows")
     demo.set_defaults(func=cmd_demo)
+    sub.add_parser("bench", help="benchmarks (see: harness bench --help)", add_help=False)
+    raw = sys.argv[1:] if argv is None else argv
+    if raw[:1] == ["bench"]:
+        from .bench import main as bench_main
+
+        return bench_main(raw[1:])
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
