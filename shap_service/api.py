@@ -92,12 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def sweep_forever() -> None:
         # Workers sweep too; this one makes sure jobs move on even when no worker survives.
-        sweeper = Tracker.from_settings(redis, settings)
-        while not stop.wait(settings.sweep_interval):
-            try:
-                sweeper.sweep(by="api", connection_check=settings.connection_check)
-            except Exception as exc:  # noqa: BLE001 - Redis away: try again next round
-                log.debug("api sweeper: %s", exc)
+        Tracker.from_settings(redis, settings).run(
+            stop, by="api", interval=settings.sweep_interval, connection_check=settings.connection_check
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

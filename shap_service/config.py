@@ -31,7 +31,7 @@ DEFAULTS: dict[str, tuple[object, str]] = {
     "RESULT_TTL": (86400, "seconds a finished job's result is kept"),
     "FAILURE_TTL": (7 * 86400, "seconds a failed job is kept"),
     "CONNECTION_CHECK": (True, "requeue at once when a running job's worker has no Redis connection"),
-    "CONNECTION_GRACE": (1.0, "seconds a worker's connection must be missing before that counts"),
+    "CONNECTION_GRACE": (0.6, "seconds a worker's connection must be missing before that counts"),
     "SHUTDOWN_GRACE": (20.0, "on SIGTERM, seconds to let the running job finish before handing it back"),
     "API_SWEEPER": (True, "the API also sweeps, so jobs recover even when no worker survives"),
     "MODEL_CACHE_DIR": ("", "where trained models are cached; default ~/.cache/shap-service"),
@@ -82,7 +82,7 @@ class Settings:
     result_ttl: int = 86400
     failure_ttl: int = 7 * 86400
     connection_check: bool = True
-    connection_grace: float = 1.0
+    connection_grace: float = 0.6
     shutdown_grace: float = 20.0
     api_sweeper: bool = True
     model_cache_dir: str = ""

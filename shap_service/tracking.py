@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -75,6 +76,10 @@ def limbo_key(queue: str) -> str:
 
 def stats_key(queue: str) -> str:
     return f"{PREFIX}stats:{queue}"
+
+
+#: How often sweepers look at CLIENT LIST for vanished workers (seconds).
+WATCH_TICK = 0.2
 
 
 def connection_name(worker: str) -> str:
@@ -213,7 +218,7 @@ class Tracker:
         liveness_ttl: float,
         max_attempts: int,
         failure_ttl: int = 7 * 86400,
-        connection_grace: float = 1.0,
+        connection_grace: float = 0.6,
     ) -> None:
         self.connection_grace = connection_grace
         self.connection = connection
@@ -227,7 +232,9 @@ class Tracker:
         self._fence = connection.register_script(_FENCE)
         self._end = connection.register_script(_END)
         self._claim = connection.register_script(_CLAIM)
-        self._missing: dict[str, float] = {}
+        self._missing: dict[str, float] = {}  # worker -> when its connection was first seen gone
+        self._seen: set[str] = set()
+        self._announced: set[str] = set()
 
     @classmethod
     def from_settings(cls, connection: Redis, settings: Settings) -> Tracker:
@@ -382,6 +389,52 @@ class Tracker:
             return False
         first = self._missing.setdefault(worker, now)
         return now - first >= self.connection_grace
+
+    def watch_connections(self) -> bool:
+        """Note which workers' connections vanished; True when one just passed CONNECTION_GRACE.
+
+        Cheap (one CLIENT LIST), so sweepers call it several times a second and run a full
+        sweep only when a worker has really gone: that is what recovers a killed worker's job
+        in about a second instead of a lease.
+        """
+        names = self.live_connections()
+        if names is None:
+            return False
+        now = _now()
+        present = {n.removeprefix("shapfix:") for n in names if n.startswith("shapfix:")}
+        for worker in self._seen - present:
+            self._missing.setdefault(worker, now)
+        for worker in present:
+            self._missing.pop(worker, None)
+            self._announced.discard(worker)
+        self._seen = present | {w for w, t in self._missing.items() if now - t < 3600}
+        due = {w for w, t in self._missing.items() if now - t >= self.connection_grace} - self._announced
+        self._announced |= due
+        return bool(due)
+
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        by: str,
+        interval: float,
+        connection_check: bool,
+        on_report: Callable[[SweepReport], None] | None = None,
+    ) -> None:
+        """Sweep every `interval` until `stop`; with `connection_check`, also at once when a
+        worker's connection has been gone for the grace period."""
+        tick = min(WATCH_TICK, interval) if connection_check else interval
+        next_full = 0.0
+        while not stop.wait(tick):
+            try:
+                urgent = connection_check and self.watch_connections()
+                if urgent or time.monotonic() >= next_full:
+                    next_full = time.monotonic() + interval
+                    report = self.sweep(by=by, connection_check=connection_check)
+                    if on_report is not None:
+                        on_report(report)
+            except Exception as exc:  # noqa: BLE001 - Redis away: try again next tick
+                log.debug("sweeper %s: %s", by, exc)
 
     def live_connections(self) -> set[str] | None:
         """Names of connected clients, or None where CLIENT LIST is not allowed (managed Redis)."""

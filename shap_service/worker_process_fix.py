@@ -36,7 +36,7 @@ from rq.worker import Worker
 
 from . import __version__
 from .config import Settings
-from .tracking import TERMINAL, Tracker, connection_name, worker_key
+from .tracking import TERMINAL, SweepReport, Tracker, connection_name, worker_key
 
 __all__ = ["RecoveringWorker", "FIX_NAME"]
 
@@ -220,7 +220,7 @@ class RecoveringWorker(Worker):
 
     def _lifeline(self) -> None:
         s = self.settings
-        tick = min(0.5, s.heartbeat_interval / 2)
+        tick = min(0.2, s.heartbeat_interval / 2)  # PINGs keep the named connection up
         next_beat = 0.0
         while not self._threads_stop.wait(tick):
             try:
@@ -246,14 +246,17 @@ class RecoveringWorker(Worker):
                 log.debug("lifeline: %s", exc)
 
     def _sweeper(self) -> None:
-        tracker = Tracker.from_settings(self._fix_connection, self.settings)
-        while not self._threads_stop.wait(self.settings.sweep_interval):
-            try:
-                report = tracker.sweep(by=self.name, connection_check=self.settings.connection_check)
-                if report.requeued or report.failed:
-                    _event("sweep", worker=self.name, **report.counts())
-            except Exception as exc:  # noqa: BLE001
-                log.debug("sweeper: %s", exc)
+        def note(report: SweepReport) -> None:
+            if report.requeued or report.failed:
+                _event("sweep", worker=self.name, **report.counts())
+
+        Tracker.from_settings(self._fix_connection, self.settings).run(
+            self._threads_stop,
+            by=self.name,
+            interval=self.settings.sweep_interval,
+            connection_check=self.settings.connection_check,
+            on_report=note,
+        )
 
     def _register(self) -> None:
         """Tell Redis the fix runs in this process; `diagnose-worker` and tests read it."""

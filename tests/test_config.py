@@ -21,7 +21,7 @@ def test_defaults_from_an_empty_environment() -> None:
     assert s.job_timeout == 180
     assert s.hard_kill_grace == 10.0
     assert s.result_ttl == 86400 and s.failure_ttl == 7 * 86400
-    assert s.connection_check is True and s.connection_grace == 1.0
+    assert s.connection_check is True and s.connection_grace == 0.6
     assert s.shutdown_grace == 20.0
     assert s.api_sweeper is True
     assert s.chaos_hooks is False
