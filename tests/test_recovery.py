@@ -283,3 +283,21 @@ def test_stock_rq_leaves_the_job_started_past_the_bound(stack_factory):
     view = stack.job(job_id)
     assert view["status"] == "started" and view["worker"] == victim
     assert not stack.redis.exists(f"shap:worker:{stack.workers[1].name}")  # no fix in the survivor
+
+
+def test_job_lost_between_dequeue_and_start_is_requeued(stack_factory):
+    """A worker that died right after RQ moved the job to its intermediate list never started it."""
+    stack = stack_factory(workers=0, env=fast())
+    job_id = submit(stack)
+    queue_key = f"rq:queue:{stack.config.queue}"
+    # What RQ's dequeue does (BLMOVE to the intermediate list), by a worker that then dies.
+    assert stack.redis.lmove(queue_key, f"{queue_key}:intermediate") == job_id
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and job_id not in stack.redis.lrange(queue_key, 0, -1):
+        time.sleep(0.1)
+    assert stack.redis.lrange(queue_key, 0, -1) == [job_id]
+    assert stack.redis.llen(f"{queue_key}:intermediate") == 0
+    assert "lost between dequeue and start" in stack.job(job_id)["recovery"]
+    stack.add_worker()
+    view = stack.wait_terminal(job_id, timeout=30)
+    assert (view["status"], view["attempts"]) == ("finished", 1)
