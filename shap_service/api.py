@@ -20,7 +20,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from redis import Redis
 from redis.exceptions import RedisError
@@ -29,7 +30,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__
+from . import __version__, metrics
 from .config import Settings, SettingsError
 from .jobs import JOB_FUNC
 from .model import MODELS
@@ -245,6 +246,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
         if track.get("reason"):
             view["recovery"] = track["reason"]
+        facts = {
+            "duration_s": float,
+            "queue_wait_s": float,
+            "peak_rss_bytes": int,
+            "cause": str,
+            "error_type": str,
+            "long_running": lambda v: v == "1",
+            "memory_warning": int,
+        }
+        view["facts"] = {k: conv(track[k]) for k, conv in facts.items() if track.get(k)}
         if status == "finished":
             view["result"] = job.return_value()
         elif status == "failed":
@@ -254,6 +265,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 else (job.exc_info or "failed")
             )
         return view
+
+    registry = CollectorRegistry()
+    registry.register(metrics.RedisCollector(redis, settings.queue_name))
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prometheus_metrics() -> PlainTextResponse:
+        """Prometheus text format, aggregated from Redis: covers every worker, not just this process."""
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/admin/redis_ping", dependencies=[Depends(require_admin)])
     def redis_ping() -> JSONResponse:

@@ -37,6 +37,11 @@ DEFAULTS: dict[str, tuple[object, str]] = {
     "MODEL_CACHE_DIR": ("", "where trained models are cached; default ~/.cache/shap-service"),
     "CHAOS_HOOKS": (False, "test-only job hooks (sleep, hang, allocate); never set in production"),
     "LOG_LEVEL": ("INFO", "log level of API and workers"),
+    "LOG_FORMAT": ("json", "json: one JSON object per transition; text: key=value for humans"),
+    "LONG_RUNNING_FACTOR": (3.0, "flag a job running longer than this multiple of its model's recent p95"),
+    "LONG_RUNNING_MIN_S": (5.0, "never flag a job as long-running before this many seconds"),
+    "MEMORY_LIMIT_MB": (0.0, "worker memory limit when no cgroup limit is visible (0 = unknown)"),
+    "MEMORY_WARN_SHARE": (0.8, "warn when a work-horse's RSS passes this share of the memory limit"),
 }
 
 
@@ -88,6 +93,11 @@ class Settings:
     model_cache_dir: str = ""
     chaos_hooks: bool = False
     log_level: str = "INFO"
+    log_format: str = "json"
+    long_running_factor: float = 3.0
+    long_running_min_s: float = 5.0
+    memory_limit_mb: float = 0.0
+    memory_warn_share: float = 0.8
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -18,7 +18,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from . import __version__
+from . import __version__, metrics
 from .config import Settings, SettingsError, redact_url
 from .tracking import active_key, connection_name, limbo_key, live_key, track_key, worker_key
 
@@ -162,6 +162,18 @@ def diagnose(conn: Redis, queue: str, *, liveness_ttl: float) -> dict[str, Any]:
             )
 
     limbo = {_s(k): round(now - float(_s(v)), 1) for k, v in conn.hgetall(limbo_key(queue)).items()}
+    long_ids = {_s(j) for j in conn.smembers(f"shap:long:{queue}")}
+    long_running = [
+        dict(j, p95_s=_float(conn.hget(track_key(j["job_id"]), "p95_s"))) for j in running if j["job_id"] in long_ids
+    ]
+    peaks = [int(_s(p)) for p in conn.lrange(f"shap:peaks:{queue}", 0, 199)]
+    stats = {_s(k): _s(v) for k, v in conn.hgetall(f"shap:stats:{queue}").items()}
+    memory = {
+        "jobs_sampled": len(peaks),
+        "horse_peak_rss_max_bytes": max(peaks) if peaks else None,
+        "memory_warnings": int(stats.get("memory_warnings", 0)),
+        "recommended_render_plan": metrics.recommend_plan(max(peaks)) if peaks else None,
+    }
     return {
         "queue": queue,
         "counts": counts,
@@ -169,11 +181,24 @@ def diagnose(conn: Redis, queue: str, *, liveness_ttl: float) -> dict[str, Any]:
         "running": running,
         "stuck": stuck,
         "dequeued_not_started": limbo,
-        "recommendations": _recommend(counts, workers, stuck, liveness_ttl),
+        "long_running": long_running,
+        "memory": memory,
+        "recommendations": _recommend(counts, workers, stuck, liveness_ttl, long_running, memory),
     }
 
 
-def _recommend(counts: dict[str, int], workers: list[dict], stuck: list[dict], ttl: float) -> list[str]:
+def _float(v: Any) -> float | None:
+    return float(_s(v)) if v is not None else None
+
+
+def _recommend(
+    counts: dict[str, int],
+    workers: list[dict],
+    stuck: list[dict],
+    ttl: float,
+    long_running: list[dict],
+    memory: dict[str, Any],
+) -> list[str]:
     out = []
     with_fix = [w for w in workers if w["fix"] != "none"]
     if not workers:
@@ -191,6 +216,17 @@ def _recommend(counts: dict[str, int], workers: list[dict], stuck: list[dict], t
     silent = [w["name"] for w in with_fix if (w["last_heartbeat_age_s"] or 0) > ttl]
     if silent:
         out.append(f"worker(s) {', '.join(silent)} have not beaten for > {ttl:.0f} s: frozen, partitioned or dead")
+    for j in long_running:
+        out.append(
+            f"job {j['job_id']} has run {j['running_s']} s, far past its model's recent p95 ({j['p95_s']} s): "
+            "check it for a hang before it times out"
+        )
+    if memory["memory_warnings"]:
+        peak_mb = (memory["horse_peak_rss_max_bytes"] or 0) / 2**20
+        out.append(
+            f"{memory['memory_warnings']} job(s) came close to the worker's memory limit (peak horse RSS "
+            f"{peak_mb:.0f} MB): Render plan '{memory['recommended_render_plan']}' fits that with 25% headroom"
+        )
     if counts["queued"] > 10 * max(1, len(workers)):
         out.append(f"{counts['queued']} jobs waiting for {len(workers)} worker(s): add workers")
     return out
@@ -215,6 +251,17 @@ def _print_text(report: dict[str, Any], url: str) -> None:
         print(
             f"  {j['job_id']} {j['state']} worker={j['worker']} attempt={j['attempt']} "
             f"silent {j['silent_s']} s: {j['why']}"
+        )
+    if report["long_running"]:
+        print(f"long-running jobs ({len(report['long_running'])}):")
+        for j in report["long_running"]:
+            print(f"  {j['job_id']} on {j['worker']}: {j['running_s']} s (model p95 {j['p95_s']} s)")
+    m = report["memory"]
+    if m["jobs_sampled"]:
+        print(
+            f"memory: horse peak RSS max {m['horse_peak_rss_max_bytes'] / 2**20:.0f} MB over the last "
+            f"{m['jobs_sampled']} jobs; warnings {m['memory_warnings']}; fits Render plan "
+            f"'{m['recommended_render_plan']}'"
         )
     if report["recommendations"]:
         print("recommendations:")

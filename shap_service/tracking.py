@@ -20,7 +20,6 @@ running|completing|queued -> recovering -> queued|failed.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -38,7 +37,9 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
+from . import metrics
 from .config import Settings
+from .events import emit
 
 __all__ = [
     "TERMINAL",
@@ -303,8 +304,14 @@ class Tracker:
 
     # -- recovery actions (only after a successful claim) ---------------------------------
 
-    def recover(self, job_id: str, *, attempt: int, reason: str, by: str, refund: bool = False) -> str:
-        """Requeue the claimed job while attempts are left, else fail it. Returns the action."""
+    def recover(
+        self, job_id: str, *, attempt: int, reason: str, by: str, cause: str = "abandoned", refund: bool = False
+    ) -> str:
+        """Requeue the claimed job while attempts are left, else fail it. Returns the action.
+
+        `cause` is a small closed set (a metrics label): abandoned, killed, timeout,
+        handed_back, dequeue_gap.
+        """
         try:
             job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
         except NoSuchJobError:
@@ -314,18 +321,21 @@ class Tracker:
             self.connection.hincrby(track_key(job_id), "attempt", -1)
             attempt -= 1
         if attempt < self.max_attempts:
-            self._requeue(job, reason=reason)
+            self._requeue(job, reason=reason, cause=cause)
             action = "requeued"
         else:
-            self._fail(job, reason=f"{reason}; attempts exhausted ({attempt}/{self.max_attempts})")
+            self._fail(job, reason=f"{reason}; attempts exhausted ({attempt}/{self.max_attempts})", cause=cause)
             action = "failed"
-        log.warning(
-            json.dumps({"event": f"job_{action}", "job_id": job_id, "attempt": attempt, "by": by, "reason": reason})
-        )
+        emit(f"job_{action}", level=logging.WARNING, job_id=job_id, attempt=attempt, by=by, cause=cause, reason=reason)
         return action
 
-    def _requeue(self, job: Job, *, reason: str) -> None:
+    def _silent_for(self, job_id: str, now: float) -> float | None:
+        beat = self.connection.hget(track_key(job_id), "heartbeat_at")
+        return now - float(beat) if beat else None
+
+    def _requeue(self, job: Job, *, reason: str, cause: str) -> None:
         now = _now()
+        silent = self._silent_for(job.id, now)
         registry = StartedJobRegistry(self.queue_name, connection=self.connection, serializer=JSONSerializer)
         with self.connection.pipeline() as pipe:
             pipe.multi()  # RQ's enqueue_job below expects an explicit transaction
@@ -338,12 +348,14 @@ class Tracker:
             pipe.hincrby(track_key(job.id), "requeues", 1)
             pipe.hincrby(stats_key(self.queue_name), "requeued", 1)
             pipe.hdel(limbo_key(self.queue_name), job.id)
+            metrics.record_recovery(pipe, self.queue_name, action="requeued", cause=cause, latency_s=silent)
             # The job waited longest of all: put it at the front.
             self.queue.enqueue_job(job, pipeline=pipe, at_front=True)
             pipe.execute()
 
-    def _fail(self, job: Job, *, reason: str) -> None:
+    def _fail(self, job: Job, *, reason: str, cause: str) -> None:
         now = _now()
+        silent = self._silent_for(job.id, now)
         registry = StartedJobRegistry(self.queue_name, connection=self.connection, serializer=JSONSerializer)
         failed = FailedJobRegistry(self.queue_name, connection=self.connection, serializer=JSONSerializer)
         with self.connection.pipeline() as pipe:
@@ -354,8 +366,10 @@ class Tracker:
             Result.create_failure(job, self.failure_ttl, exc_string=reason, pipeline=pipe)
             pipe.hset(
                 track_key(job.id),
-                mapping={"state": "failed", "reason": reason, "ended_at": now, "token": ""},
+                mapping={"state": "failed", "reason": reason, "ended_at": now, "token": "", "cause": cause},
             )
+            metrics.record_recovery(pipe, self.queue_name, action="failed", cause=cause, latency_s=silent)
+            metrics.record_outcome(pipe, self.queue_name, outcome="failed", cause=cause)
             pipe.zrem(active_key(self.queue_name), job.id)
             pipe.hdel(limbo_key(self.queue_name), job.id)
             pipe.hincrby(stats_key(self.queue_name), "failed_recovery", 1)
@@ -635,6 +649,7 @@ class Tracker:
             attempt = self.claim(job_id, mode="limbo", by=by)
             if attempt < 0:
                 continue
-            self._requeue(Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer), reason=reason)
+            job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+            self._requeue(job, reason=reason, cause="dequeue_gap")
             report.requeued += 1
             report.actions.append({"job_id": job_id, "action": "requeued", "reason": reason})

@@ -29,14 +29,16 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import psutil
 from redis import Redis
 from rq.job import Job
 from rq.queue import Queue
 from rq.worker import Worker
 
-from . import __version__
+from . import __version__, metrics
 from .config import Settings
-from .tracking import TERMINAL, SweepReport, Tracker, connection_name, worker_key
+from .events import emit
+from .tracking import TERMINAL, SweepReport, Tracker, connection_name, track_key, worker_key
 
 __all__ = ["RecoveringWorker", "FIX_NAME"]
 
@@ -55,11 +57,11 @@ class _Attempt:
     number: int
     started: float  # monotonic
     timeout: float
+    model: str = "?"
     superseded: bool = False
-
-
-def _event(event: str, **fields: object) -> None:
-    log.info(json.dumps({"event": event, **fields}, default=str))
+    peak_rss: int = 0
+    flagged_long: bool = False
+    warned_memory: bool = False
 
 
 class RecoveringWorker(Worker):
@@ -71,7 +73,10 @@ class RecoveringWorker(Worker):
         self._attempt: _Attempt | None = None
         self._lock = threading.Lock()
         self._stop_at: float | None = None
-        self._kill_reason = ""
+        self._kill: tuple[str, str] | None = None  # (cause, why) when the lifeline killed the horse
+        self._horse_rss: int | None = None
+        self._p95: dict[str, tuple[float, float]] = {}  # model -> (when computed, p95 seconds)
+        self._memory_limit = metrics.memory_limit_bytes(settings.memory_limit_mb)
         self._threads_stop = threading.Event()
         self._trackers: dict[int, Tracker] = {}
         # The fix's own connection pool: named, so `CLIENT LIST` shows whether we are alive.
@@ -118,21 +123,29 @@ class RecoveringWorker(Worker):
         number = self.tracker.start(job.id, token=token, worker=self.name, pid=os.getpid())
         if number < 0:
             why = "already terminal" if number == -1 else "another attempt holds its lease"
-            _event("job_skipped", job_id=job.id, worker=self.name, why=why)
+            emit("job_skipped", job_id=job.id, worker=self.name, why=why)
             self.connection.lrem(queue.intermediate_queue_key, 0, job.id)
             return
         timeout = float(job.timeout if job.timeout and job.timeout > 0 else self.settings.job_timeout)
-        attempt = _Attempt(job.id, token, number, time.monotonic(), timeout)
+        model = str((job.kwargs or {}).get("model_name", "?"))
+        attempt = _Attempt(job.id, token, number, time.monotonic(), timeout, model=model)
         with self._lock:
             self._attempt = attempt
-            self._kill_reason = ""
-        _event("job_started", job_id=job.id, attempt=number, worker=self.name, pid=os.getpid())
+            self._kill = None
+            self._horse_rss = None
+        emit("job_started", job_id=job.id, attempt=number, worker=self.name, pid=os.getpid(), model=model)
         try:
             super().execute_job(job, queue)
         finally:
             with self._lock:
                 self._attempt = None
             self._finish(job, attempt)
+
+    def wait_for_horse(self):
+        pid, stat, rusage = super().wait_for_horse()
+        if rusage is not None:
+            self._horse_rss = int(rusage.ru_maxrss) * 1024  # Linux reports KiB
+        return pid, stat, rusage
 
     def _finish(self, job: Job, attempt: _Attempt) -> None:
         """After the horse is gone: record the outcome RQ wrote, if it is still ours to record."""
@@ -141,14 +154,43 @@ class RecoveringWorker(Worker):
         except Exception:  # noqa: BLE001 - deleted job, or Redis gone: the sweeper will see
             return
         status = getattr(status, "value", status)
-        if status in TERMINAL and self.tracker.end(job.id, attempt.token, status):
-            _event(
-                f"job_{status}",
-                job_id=job.id,
-                attempt=attempt.number,
-                worker=self.name,
-                duration_s=round(time.monotonic() - attempt.started, 3),
+        if status not in TERMINAL or not self.tracker.end(job.id, attempt.token, status):
+            return
+        duration = time.monotonic() - attempt.started
+        rss = max(self._horse_rss or 0, attempt.peak_rss) or None
+        track = self.tracker.read(job.id)
+        cause = "ok" if status == "finished" else track.get("cause", "exception")
+        wait = None
+        if track.get("first_started_at") and track.get("enqueued_at"):
+            wait = max(0.0, float(track["first_started_at"]) - float(track["enqueued_at"]))
+        q = self.settings.queue_name
+        with self._fix_connection.pipeline(transaction=False) as pipe:
+            facts = {"duration_s": round(duration, 4), "cause": cause}
+            if rss:
+                facts["peak_rss_bytes"] = rss
+                pipe.lpush(f"shap:peaks:{q}", rss)
+                pipe.ltrim(f"shap:peaks:{q}", 0, 199)
+            if wait is not None:
+                facts["queue_wait_s"] = round(wait, 4)
+            pipe.hset(track_key(job.id), mapping=facts)
+            if status == "finished":
+                pipe.lpush(f"shap:durations:{attempt.model}", round(duration, 4))
+                pipe.ltrim(f"shap:durations:{attempt.model}", 0, 199)
+            pipe.srem(f"shap:long:{q}", job.id)
+            metrics.record_outcome(
+                pipe, q, outcome=status, cause=cause, duration_s=duration, queue_wait_s=wait, peak_rss_bytes=rss
             )
+            pipe.execute()
+        emit(
+            f"job_{status}",
+            job_id=job.id,
+            attempt=attempt.number,
+            worker=self.name,
+            cause=cause,
+            duration_s=round(duration, 3),
+            queue_wait_s=None if wait is None else round(wait, 3),
+            peak_rss_bytes=rss,
+        )
 
     def _owns(self, job: Job) -> _Attempt | None:
         attempt = self._attempt
@@ -159,7 +201,7 @@ class RecoveringWorker(Worker):
     def handle_job_success(self, job, queue, started_job_registry, execution):
         attempt = self._owns(job)
         if attempt and not self.tracker.fence(job.id, attempt.token, worker=self.name):
-            _event("late_completion_rejected", job_id=job.id, attempt=attempt.number, worker=self.name)
+            emit("late_completion_rejected", job_id=job.id, attempt=attempt.number, worker=self.name)
             return
         super().handle_job_success(job, queue, started_job_registry, execution)
 
@@ -168,32 +210,46 @@ class RecoveringWorker(Worker):
         if attempt is None:
             return super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
         if not self.tracker.fence(job.id, attempt.token, worker=self.name):
-            _event("late_failure_rejected", job_id=job.id, attempt=attempt.number, worker=self.name)
+            emit("late_failure_rejected", job_id=job.id, attempt=attempt.number, worker=self.name)
             return None
-        cause = self._retryable_cause(exc_string)
-        if cause:
+        cause, why = self._classify(exc_string)
+        if cause != "exception":
             number = self.tracker.claim(job.id, mode="owner", token=attempt.token, by=self.name)
             if number >= 0:
-                reason = f"{cause}, attempt {number}/{self.settings.max_attempts}"
+                if not self.is_horse:
+                    with self._fix_connection.pipeline(transaction=False) as pipe:
+                        rss = max(self._horse_rss or 0, attempt.peak_rss) or None
+                        metrics.record_attempt(
+                            pipe,
+                            self.settings.queue_name,
+                            duration_s=time.monotonic() - attempt.started,
+                            peak_rss_bytes=rss,
+                        )
+                        pipe.execute()
+                reason = f"{why}, attempt {number}/{self.settings.max_attempts}"
                 self.tracker.recover(
-                    job.id, attempt=number, reason=reason, by=self.name, refund=cause.startswith("handed back")
+                    job.id, attempt=number, reason=reason, by=self.name, cause=cause, refund=cause == "handed_back"
                 )
                 return None
+        error_type = exc_string.strip().splitlines()[-1].split(":")[0] if exc_string.strip() else "?"
+        self.connection.hset(track_key(job.id), mapping={"cause": cause, "error_type": error_type[:100]})
         return super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
 
-    def _retryable_cause(self, exc_string: str) -> str:
-        """Why this failure is worth another attempt, or "" when it is the job's own error.
+    def _classify(self, exc_string: str) -> tuple[str, str]:
+        """(cause, why): is this failure worth another attempt?
 
         A killed horse (OOM killer, hard timeout, hand-back) or a timeout says nothing about the
-        request; an exception raised by the job code would raise again, so it fails at once.
+        request, so it is retried; an exception raised by the job code would raise again, so the
+        job fails at once ("exception").
         """
-        if self._kill_reason:
-            return self._kill_reason
+        if self._kill is not None:
+            return self._kill
         if exc_string.startswith(_HORSE_DIED):
-            return "work-horse died: " + exc_string[len(_HORSE_DIED) :].strip(" ;")
+            return "killed", "work-horse died: " + exc_string[len(_HORSE_DIED) :].strip(" ;")
         if _TIMEOUT in exc_string:
-            return f"timeout: job exceeded its {self._attempt.timeout if self._attempt else '?'} s limit"
-        return ""
+            limit = self._attempt.timeout if self._attempt else "?"
+            return "timeout", f"timeout: job exceeded its {limit} s limit"
+        return "exception", ""
 
     def maintain_heartbeats(self, job, execution):
         # A superseded (zombie) attempt must not re-add itself to RQ's started registry.
@@ -209,10 +265,10 @@ class RecoveringWorker(Worker):
 
     # -- threads in the worker parent -------------------------------------------------------
 
-    def _kill_horse_for(self, reason: str) -> None:
+    def _kill_horse_for(self, cause: str, why: str) -> None:
         with self._lock:
-            self._kill_reason = reason
-        _event("horse_killed", worker=self.name, reason=reason, horse_pid=self.horse_pid)
+            self._kill = (cause, why)
+        emit("horse_killed", level=logging.WARNING, worker=self.name, cause=cause, reason=why, horse_pid=self.horse_pid)
         try:
             os.killpg(os.getpgid(self.horse_pid), signal.SIGKILL)
         except (ProcessLookupError, PermissionError, OSError):
@@ -232,23 +288,80 @@ class RecoveringWorker(Worker):
                     if attempt is not None and not attempt.superseded:
                         if not self.tracker.beat(attempt.job_id, attempt.token):
                             attempt.superseded = True
-                            _event("attempt_superseded", job_id=attempt.job_id, worker=self.name)
+                            emit("attempt_superseded", job_id=attempt.job_id, worker=self.name)
+                        else:
+                            self._watch(attempt, now)
                 else:
                     self._fix_connection.ping()  # reconnect at once after a Redis restart
-                if attempt is None or attempt.superseded or self._kill_reason or not self.horse_pid:
+                if attempt is None or attempt.superseded or self._kill is not None or not self.horse_pid:
                     continue
                 elapsed = now - attempt.started
                 if elapsed > attempt.timeout + s.hard_kill_grace:
-                    self._kill_horse_for(f"timeout: hung for {elapsed:.0f} s, past its {attempt.timeout:.0f} s limit")
+                    why = f"timeout: hung for {elapsed:.0f} s, past its {attempt.timeout:.0f} s limit"
+                    self._kill_horse_for("timeout", why)
                 elif self._stop_at is not None and now - self._stop_at > s.shutdown_grace:
-                    self._kill_horse_for("handed back: worker shutting down")
+                    self._kill_horse_for("handed_back", "handed back: worker shutting down")
             except Exception as exc:  # noqa: BLE001 - Redis away: keep trying, never die
                 log.debug("lifeline: %s", exc)
+
+    def _watch(self, attempt: _Attempt, now: float) -> None:
+        """Flag a job that runs abnormally long, and warn when its horse nears the memory limit."""
+        s, q = self.settings, self.settings.queue_name
+        try:
+            horse = psutil.Process(self.horse_pid)
+            rss = horse.memory_info().rss + sum(c.memory_info().rss for c in horse.children(recursive=True))
+            attempt.peak_rss = max(attempt.peak_rss, rss)
+        except (psutil.Error, ValueError):
+            rss = 0
+        if self._memory_limit and not attempt.warned_memory and rss > s.memory_warn_share * self._memory_limit:
+            attempt.warned_memory = True
+            self._fix_connection.hset(track_key(attempt.job_id), "memory_warning", rss)
+            self._fix_connection.hincrby(f"shap:stats:{q}", "memory_warnings", 1)
+            emit(
+                "memory_warning",
+                level=logging.WARNING,
+                job_id=attempt.job_id,
+                worker=self.name,
+                rss_bytes=rss,
+                limit_bytes=self._memory_limit,
+                recommend_plan=metrics.recommend_plan(rss),
+            )
+        elapsed = now - attempt.started
+        if attempt.flagged_long or elapsed < s.long_running_min_s:
+            return
+        p95 = self._model_p95(attempt.model, now)
+        if p95 is not None and elapsed > s.long_running_factor * p95:
+            attempt.flagged_long = True
+            with self._fix_connection.pipeline(transaction=False) as pipe:
+                pipe.sadd(f"shap:long:{q}", attempt.job_id)
+                pipe.hset(track_key(attempt.job_id), mapping={"long_running": 1, "p95_s": round(p95, 4)})
+                pipe.hincrby(f"shap:stats:{q}", "long_running_flagged", 1)
+                pipe.execute()
+            emit(
+                "job_long_running",
+                level=logging.WARNING,
+                job_id=attempt.job_id,
+                worker=self.name,
+                running_s=round(elapsed, 1),
+                model=attempt.model,
+                model_p95_s=round(p95, 3),
+            )
+
+    def _model_p95(self, model: str, now: float) -> float | None:
+        """The p95 duration of the model's last 200 finished jobs, refreshed every 30 s."""
+        cached = self._p95.get(model)
+        if cached and now - cached[0] < 30:
+            return cached[1]
+        raw = sorted(float(x) for x in self._fix_connection.lrange(f"shap:durations:{model}", 0, 199))
+        p95 = raw[min(len(raw) - 1, int(0.95 * len(raw)))] if len(raw) >= 5 else None
+        if p95 is not None:
+            self._p95[model] = (now, p95)
+        return p95
 
     def _sweeper(self) -> None:
         def note(report: SweepReport) -> None:
             if report.requeued or report.failed:
-                _event("sweep", worker=self.name, **report.counts())
+                emit("sweep", worker=self.name, **report.counts())
 
         Tracker.from_settings(self._fix_connection, self.settings).run(
             self._threads_stop,
