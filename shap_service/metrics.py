@@ -10,6 +10,7 @@ running abnormally long, and the Redis round trip.
 from __future__ import annotations
 
 import bisect
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,17 +184,22 @@ class RedisCollector(Collector):
             yield h
 
         now = time.time()
-        alive = GaugeMetricFamily("shap_workers", "Workers registered on the queue", labels=["queue"])
+        alive = GaugeMetricFamily(
+            "shap_workers", "Workers whose recovery layer beat within its lease", labels=["queue"]
+        )
         age = GaugeMetricFamily(
             "shap_worker_heartbeat_age_seconds", "Seconds since each worker's recovery layer beat", labels=["worker"]
         )
         workers = [_s(k).removeprefix("rq:worker:") for k in r.smembers(f"rq:workers:{q}")]
         live = 0
         for w in workers:
-            beat = r.hget(f"shap:worker:{w}", "beat_at")
-            if beat is not None:
-                live += 1
-                age.add_metric([w], max(0.0, now - float(beat)))
+            beat, settings = r.hmget(f"shap:worker:{w}", ["beat_at", "settings"])
+            if beat is None:
+                continue
+            silent = max(0.0, now - float(beat))
+            age.add_metric([w], silent)
+            ttl = json.loads(settings or "{}").get("liveness_ttl", 6.0)
+            live += silent < ttl  # a worker silent past its lease counts as gone
         alive.add_metric([q], live)
         yield alive
         yield age
