@@ -2,6 +2,9 @@
 
     harness run   [--scenario NAME ...] [--fix bundled|none] [--seed N] [--report-dir DIR] ...
     harness demo  start Redis + API + one worker, explain 5 rows, print the SHAP summary
+    harness up [--workers N] [--fix bundled|none]      a local stack until Ctrl-C
+    harness reproduce stuck-job                         the original incident, then the fix
+    harness bench recovery|service                      benchmarks
 
 Exit codes: 0 all passed, 1 a scenario failed, 2 usage error, 3 the environment lacks something
 (no Redis binary, ...), each with a one-line reason on stderr.
@@ -56,14 +59,72 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce_stuck_job
+
+    return reproduce_stuck_job(wait_s=args.wait)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    import signal as _signal
+
+    config = StackConfig(workers=args.workers, fix=args.fix, chaos_hooks=args.chaos_hooks)
+    with Stack(config) as stack:
+        row = "[[0.03,0.05,0.06,0.02,-0.04,-0.03,-0.04,-0.002,0.02,-0.017]]"
+        auth = f"Authorization: Bearer {stack.admin_token}"
+        n = len(stack.workers)
+        print(
+            f"""stack {stack.run_id} is up ({n} worker(s), fix={args.fix}); Ctrl-C stops and removes it.
+
+  API          {stack.api_url}
+  Redis        {stack.redis_url}
+  admin token  {stack.admin_token}
+  logs         {stack.log_dir}
+  workers      {", ".join(f"{w.name} (pid {w.pid})" for w in stack.workers)}
+
+  curl -s {stack.api_url}/ping
+  curl -s -X POST {stack.api_url}/analyze -H 'Content-Type: application/json' -d '{{"rows": {row}}}'
+  curl -s {stack.api_url}/jobs/JOB_ID
+  curl -s -H '{auth}' {stack.api_url}/admin/redis_ping
+  curl -s -X POST -H '{auth}' {stack.api_url}/admin/cleanup_jobs
+  curl -s {stack.api_url}/metrics
+  diagnose-worker --redis-url {stack.redis_url} --queue {config.queue}
+  repair-stuck-jobs --dry-run --redis-url {stack.redis_url} --queue {config.queue}
+""",
+            flush=True,
+        )
+        _signal.signal(_signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            while all(p.alive() for p in (stack.redis_proc, stack.api_proc) if p):
+                time.sleep(0.5)
+            print("harness: Redis or the API exited; stopping", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            print("\nstopping: removing every process of the stack ...", flush=True)
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     run_id = new_run_id()
     report_dir = Path(args.report_dir or Path("reports") / "out" / run_id).resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        sys.executable, "-m", "pytest", str(_scenarios_dir()), "-p", "no:cacheprovider",
-        "--backend", args.backend, "--fix", args.fix, "--profile", args.profile,
-        "--report-dir", str(report_dir), f"--junitxml={report_dir / 'junit.xml'}", "-q",
+        sys.executable,
+        "-m",
+        "pytest",
+        str(_scenarios_dir()),
+        "-p",
+        "no:cacheprovider",
+        "--backend",
+        args.backend,
+        "--fix",
+        args.fix,
+        "--profile",
+        args.profile,
+        "--report-dir",
+        str(report_dir),
+        f"--junitxml={report_dir / 'junit.xml'}",
+        "-q",
     ]
     if args.seed is not None:
         argv += ["--chaos-seed", str(args.seed)]
@@ -88,19 +149,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: dict) -> None:
-    print(f"\nrun {summary.get('run_id')}  fix={summary.get('fix')}  seed={summary.get('seed')}  "
-          f"{summary.get('duration_s', 0):.0f} s")
-    print(f"{'scenario':<18} {'verdict':<8} {'acc':>4} {'fin':>4} {'fail':>4} {'stuck':>5} {'lost':>4} "
-          f"{'p50':>6} {'p99':>6} {'max':>6} {'bound':>6}")
+    print(
+        f"\nrun {summary.get('run_id')}  fix={summary.get('fix')}  seed={summary.get('seed')}  "
+        f"{summary.get('duration_s', 0):.0f} s"
+    )
+    print(
+        f"{'scenario':<18} {'verdict':<8} {'acc':>4} {'fin':>4} {'fail':>4} {'stuck':>5} {'lost':>4} "
+        f"{'p50':>6} {'p99':>6} {'max':>6} {'bound':>6}"
+    )
     for s in summary.get("scenarios", []):
         j, r = s["jobs"], s["recovery_s"]
 
         def f(v):
             return "-" if v is None else f"{v:.1f}"
 
-        print(f"{s['name']:<18} {s['verdict']:<8} {j['accepted']:>4} {j['finished']:>4} {j['failed']:>4} "
-              f"{j['stuck']:>5} {j['lost']:>4} {f(r['p50']):>6} {f(r['p99']):>6} {f(r['max']):>6} "
-              f"{f(s['bound_s']):>6}")
+        print(
+            f"{s['name']:<18} {s['verdict']:<8} {j['accepted']:>4} {j['finished']:>4} {j['failed']:>4} "
+            f"{j['stuck']:>5} {j['lost']:>4} {f(r['p50']):>6} {f(r['p99']):>6} {f(r['max']):>6} "
+            f"{f(s['bound_s']):>6}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="start a local stack and explain 5 rows")
     demo.set_defaults(func=cmd_demo)
+    up = sub.add_parser("up", help="start a local stack and keep it up until Ctrl-C")
+    up.add_argument("--workers", type=int, default=2)
+    up.add_argument("--fix", default="bundled", choices=["bundled", "none"])
+    up.add_argument("--chaos-hooks", action="store_true", help="enable the test-only job hooks")
+    up.set_defaults(func=cmd_up)
+    rep = sub.add_parser("reproduce", help="replay the original incident (stuck-job) step by step")
+    rep.add_argument("story", choices=["stuck-job"])
+    rep.add_argument("--wait", type=float, default=10.0, help="seconds to show the job stuck (default 10)")
+    rep.set_defaults(func=cmd_reproduce)
     sub.add_parser("bench", help="benchmarks (see: harness bench --help)", add_help=False)
     raw = sys.argv[1:] if argv is None else argv
     if raw[:1] == ["bench"]:

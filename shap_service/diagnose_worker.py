@@ -143,22 +143,20 @@ def diagnose(conn: Redis, queue: str, *, liveness_ttl: float) -> dict[str, Any]:
         else:
             running.append(entry)
 
-    # Jobs in RQ's started registry that the fix does not track (enqueued elsewhere, or run by
-    # plain RQ workers): stuck when RQ's own heartbeat deadline has passed.
+    # Jobs in RQ's started registry that no worker with the fix started (plain RQ workers, or
+    # jobs from before the fix): stuck when their worker's connections are gone (RQ names its
+    # pubsub connection after the worker) or RQ's own heartbeat deadline has passed.
     for member, score in conn.zrange(f"rq:wip:{queue}", 0, -1, withscores=True):
         job_id = _s(member).split(":")[0]
-        if conn.exists(track_key(job_id)):
+        state = conn.hget(track_key(job_id), "state")
+        if state is not None and _s(state) != "queued":
             continue
-        if score < now:
+        worker = _s(conn.hget(f"rq:job:{job_id}", "worker_name") or "") or None
+        gone = connected is not None and worker is not None and worker not in connected
+        if score < now or gone:
+            why = "untracked; its worker has no Redis connection" if gone else "untracked; RQ heartbeat deadline passed"
             stuck.append(
-                {
-                    "job_id": job_id,
-                    "state": "started",
-                    "worker": None,
-                    "attempt": None,
-                    "silent_s": round(now - score + 90, 1),
-                    "why": "untracked; RQ heartbeat deadline passed",
-                }
+                {"job_id": job_id, "state": "started", "worker": worker, "attempt": None, "silent_s": None, "why": why}
             )
 
     limbo = {_s(k): round(now - float(_s(v)), 1) for k, v in conn.hgetall(limbo_key(queue)).items()}
@@ -239,19 +237,19 @@ def _print_text(report: dict[str, Any], url: str) -> None:
     print(f"workers ({len(report['workers'])}):")
     for w in report["workers"]:
         age = "-" if w["last_heartbeat_age_s"] is None else f"{w['last_heartbeat_age_s']} s ago"
+        gone = "  NO REDIS CONNECTION (dead?)" if w["connected"] is False else ""
         print(
             f"  {w['name']:<24} {w['state']:<9} pid={w['pid']:<7} fix={w['fix']:<8} beat={age:<10} "
-            f"job={w['current_job'] or '-'}"
+            f"job={w['current_job'] or '-'}{gone}"
         )
     print(f"running jobs ({len(report['running'])}):")
     for j in report["running"]:
         print(f"  {j['job_id']} attempt {j['attempt']} on {j['worker']}, running {j['running_s']} s")
     print(f"stuck jobs ({len(report['stuck'])}):")
     for j in report["stuck"]:
-        print(
-            f"  {j['job_id']} {j['state']} worker={j['worker']} attempt={j['attempt']} "
-            f"silent {j['silent_s']} s: {j['why']}"
-        )
+        silent = "" if j["silent_s"] is None else f", silent {j['silent_s']} s"
+        attempt = "" if j["attempt"] is None else f" attempt={j['attempt']}"
+        print(f"  {j['job_id']} {j['state']} worker={j['worker']}{attempt}{silent}: {j['why']}")
     if report["long_running"]:
         print(f"long-running jobs ({len(report['long_running'])}):")
         for j in report["long_running"]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import socket
 import sys
 
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             print("aborted", file=sys.stderr)
             return EXIT_USAGE
 
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     conn = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3)
     tracker = Tracker.from_settings(conn, settings)
     by = f"repair@{socket.gethostname()}"
@@ -79,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        verb = "would" if args.dry_run else "did"
         print(f"scanned {report.scanned} job(s); skipped {report.skipped_live} with a live worker")
         for a in report.actions:
-            print(f"  {verb} {a['action']} {a['job_id']}: {a.get('reason', '')}")
+            verb = f"would {a['action']}" if args.dry_run else a["action"]
+            print(f"  {verb} {a['job_id']}: {a.get('reason', '')}")
         if not report.actions:
             print("  nothing stuck")
     if args.dry_run:

@@ -468,8 +468,9 @@ class Tracker:
         now = _now()
         adopted = 0
         for job_id in registry.get_job_ids(cleanup=False):
-            if self.connection.exists(track_key(job_id)):
-                continue
+            state = self.connection.hget(track_key(job_id), "state")
+            if state is not None and _s(state) != "queued":
+                continue  # started by a worker with the fix: its lease says everything
             try:
                 job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
             except NoSuchJobError:
@@ -485,10 +486,10 @@ class Tracker:
             if dry_run:
                 continue
             with self.connection.pipeline() as pipe:
-                pipe.hsetnx(track_key(job_id), "state", "running")
                 pipe.hset(
                     track_key(job_id),
                     mapping={
+                        "state": "running",
                         "token": "adopted",
                         "attempt": 1,
                         "worker": job.worker_name or "?",
