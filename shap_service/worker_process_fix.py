@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import psutil
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.job import Job
 from rq.queue import Queue
 from rq.worker import Worker
@@ -136,10 +138,27 @@ class RecoveringWorker(Worker):
         emit("job_started", job_id=job.id, attempt=number, worker=self.name, pid=os.getpid(), model=model)
         try:
             super().execute_job(job, queue)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # Redis went away while RQ wrapped up the job (a restart, a partition). Stock RQ lets
+            # this kill the worker; the lease and the sweepers decide the job's fate, so keep the
+            # worker: wait for Redis and go on serving.
+            emit("redis_lost", level=logging.WARNING, job_id=job.id, worker=self.name, error=str(exc))
+            self._await_redis()
         finally:
             with self._lock:
                 self._attempt = None
             self._finish(job, attempt)
+
+    def _await_redis(self) -> None:
+        delay = 0.2
+        while not self._stop_requested:
+            try:
+                self.connection.ping()
+                emit("redis_back", worker=self.name)
+                return
+            except (RedisConnectionError, RedisTimeoutError):
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def wait_for_horse(self):
         pid, stat, rusage = super().wait_for_horse()
