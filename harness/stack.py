@@ -26,6 +26,7 @@ import requests
 from redis import Redis
 
 from .processes import ManagedProcess, reap_leftovers
+from .proxy import TcpProxy
 from .readiness import http_ok, redis_pings, rq_worker_registered, wait_until
 
 __all__ = ["StackConfig", "Stack", "WorkerHandle", "EnvironmentMissing", "find_redis_server", "new_run_id"]
@@ -79,12 +80,16 @@ class StackConfig:
     chaos_hooks: bool = True
     ready_timeout: float = 60.0
     log_dir: Path | None = None  # default: a temp dir removed at exit
+    # Each worker reaches Redis through its own harness-owned TcpProxy (WorkerHandle.proxy), so a
+    # fault can cut one worker off Redis (a network partition) while the API and others stay.
+    worker_redis_via_proxy: bool = False
 
 
 @dataclass
 class WorkerHandle:
     name: str
     process: ManagedProcess
+    proxy: TcpProxy | None = None  # set when StackConfig.worker_redis_via_proxy
 
     @property
     def pid(self) -> int:
@@ -119,6 +124,11 @@ class Stack:
     def redis_url(self) -> str:
         auth = f":{self.config.redis_password}@" if self.config.redis_password else ""
         return f"redis://{auth}127.0.0.1:{self.redis_port}/0"
+
+    def redis_url_via(self, port: int) -> str:
+        """The Redis URL with another port (a proxy in front of Redis)."""
+        auth = f":{self.config.redis_password}@" if self.config.redis_password else ""
+        return f"redis://{auth}127.0.0.1:{port}/0"
 
     @property
     def api_url(self) -> str:
@@ -227,7 +237,12 @@ class Stack:
         argv = [*self.config.worker_cmd, "--name", name]
         if (fix or self.config.fix) == "none":
             argv += ["--fix", "none"]
-        handle = WorkerHandle(name, self._proc(name, argv, self.service_env(**(env or {}))))
+        env = dict(env or {})
+        proxy = None
+        if self.config.worker_redis_via_proxy:
+            proxy = TcpProxy("127.0.0.1", self.redis_port, name=f"proxy-{name}").start()
+            env.setdefault("REDIS_URL", self.redis_url_via(proxy.port))
+        handle = WorkerHandle(name, self._proc(name, argv, self.service_env(**env)), proxy)
         self.workers.append(handle)
         if wait:
             self._wait_worker(handle)
@@ -257,6 +272,9 @@ class Stack:
                 proc.stop(timeout=3)
             except Exception:  # noqa: BLE001 - keep stopping the others
                 pass
+        for handle in self.workers:
+            if handle.proxy is not None:
+                handle.proxy.stop()
         if self._redis is not None:
             self._redis.close()
         reap_leftovers(run_id=self.run_id)

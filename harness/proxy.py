@@ -1,0 +1,206 @@
+"""A TCP proxy the harness owns, so a fault can cut one worker's connection to Redis.
+
+    proxy = TcpProxy("127.0.0.1", redis_port).start()   # workers use redis://127.0.0.1:<proxy.port>
+    proxy.cut()        # every open connection is torn down, new ones are closed at once
+    proxy.restore()    # connections are accepted and forwarded again
+
+A cut closes both sides of every connection: the client sees its socket reset or closed, and
+Redis sees the client disconnect (it vanishes from ``CLIENT LIST``), as it would when a network
+partition ends in TCP giving up. Plain threads, two per forwarded connection: a worker opens a
+handful of connections, so this stays small and has no event loop to share with pytest.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from dataclasses import dataclass
+
+__all__ = ["TcpProxy", "ProxyStats"]
+
+_BUFSIZE = 64 * 1024
+
+
+@dataclass
+class ProxyStats:
+    accepted: int = 0  # connections forwarded
+    refused: int = 0  # connections closed at once because the proxy was cut
+    cuts: int = 0  # times cut() tore connections down
+    severed: int = 0  # connections torn down by cut()
+
+
+def _hard_close(sock: socket.socket) -> None:
+    """Close with RST (linger 0) so the peer notices at once, not after a FIN handshake."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv() on this socket
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+class TcpProxy:
+    """Forward 127.0.0.1:<port> to target_host:target_port until cut."""
+
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        *,
+        listen_host: str = "127.0.0.1",
+        port: int = 0,
+        name: str = "proxy",
+        connect_timeout: float = 2.0,
+    ) -> None:
+        self.target = (target_host, int(target_port))
+        self.name = name
+        self.connect_timeout = connect_timeout
+        self._listen_addr = (listen_host, port)
+        self._listener: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._pairs: set[tuple[socket.socket, socket.socket]] = set()
+        self._cut = False
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.stats = ProxyStats()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> TcpProxy:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(self._listen_addr)
+        listener.listen(128)
+        listener.settimeout(0.2)  # so stop() is noticed
+        self._listener = listener
+        self._thread = threading.Thread(target=self._accept_loop, name=f"{self.name}-accept", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._listener is not None:
+            try:
+                self._listener.close()
+            except OSError:
+                pass
+        self._sever_all()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def __enter__(self) -> TcpProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def host(self) -> str:
+        return self._listen_addr[0]
+
+    @property
+    def port(self) -> int:
+        if self._listener is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return int(self._listener.getsockname()[1])
+
+    # -- faults -------------------------------------------------------------------------------
+
+    @property
+    def is_cut(self) -> bool:
+        return self._cut
+
+    def cut(self) -> int:
+        """Tear down every forwarded connection and refuse new ones; returns how many were cut."""
+        with self._lock:
+            self._cut = True
+            self.stats.cuts += 1
+        return self._sever_all()
+
+    def restore(self) -> None:
+        with self._lock:
+            self._cut = False
+
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._pairs)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _sever_all(self) -> int:
+        with self._lock:
+            pairs = list(self._pairs)
+            self._pairs.clear()
+            self.stats.severed += len(pairs)
+        for a, b in pairs:
+            _hard_close(a)
+            _hard_close(b)
+        return len(pairs)
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # listener closed
+            with self._lock:
+                cut = self._cut
+                if cut:
+                    self.stats.refused += 1
+            if cut:
+                _hard_close(client)
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=self.connect_timeout)
+                upstream.settimeout(None)
+            except OSError:
+                _hard_close(client)
+                continue
+            client.settimeout(None)
+            pair = (client, upstream)
+            with self._lock:
+                if self._cut or self._stopped.is_set():  # cut while we were connecting
+                    self.stats.refused += 1
+                    _hard_close(client)
+                    _hard_close(upstream)
+                    continue
+                self._pairs.add(pair)
+                self.stats.accepted += 1
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(
+                    target=self._pump, args=(src, dst, pair), name=f"{self.name}-pump", daemon=True
+                ).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, socket.socket]) -> None:
+        try:
+            while True:
+                data = src.recv(_BUFSIZE)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        # One direction ended: end the connection as a whole (Redis has no half-closed use).
+        with self._lock:
+            owned = pair in self._pairs
+            self._pairs.discard(pair)
+        if owned:
+            for sock in pair:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                try:
+                    sock.close()
+                except OSError:
+                    pass

@@ -1,0 +1,593 @@
+"""A scenario is plain data (workload + fault schedule + expectations); `run_scenario` runs it.
+
+    SCENARIO = Scenario(
+        name="kill-worker",
+        workload=Workload(jobs=8, concurrency=2, mix={"light": 1, "slow": 1}),
+        faults=[(WHEN_RUNNING, KillWorker(restart=True))],
+    )
+    result = run_scenario(SCENARIO, fix="bundled", seed=42, report_dir=Path("reports/out/x"))
+    assert result.passed, result.explain()
+
+The run follows Jepsen: start a real stack, run the workload while the nemesis injects the
+scheduled faults, then the final phase heals every fault, lets the stack settle, reads every
+job's final state, and only then judges the history with the checkers. The same seed gives
+the same workload and the same fault schedule.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+import shlex
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .checkers import (
+    AllTerminal,
+    Duplicates,
+    NoLost,
+    Verdict,
+    compose,
+    default_checkers,
+    run_checker,
+)
+from .faults import Fault, FaultContext, NoTarget, fault_label
+from .history import FAULT_HEALED, FAULT_INJECTED, NOTE, History
+from .stack import Stack, StackConfig, new_run_id
+from .workload import Workload, WorkloadRun
+
+__all__ = [
+    "CI_ENV",
+    "DEFAULT_SLACK_S",
+    "PROFILES",
+    "WHEN_RUNNING",
+    "FaultsInjected",
+    "WorkloadRan",
+    "Profile",
+    "Scenario",
+    "ScenarioResult",
+    "nemesis",
+    "recovery_bound_s",
+    "run_scenario",
+]
+
+#: Schedule entry time meaning "as soon as a job runs". Every fault waits for a running
+#: target anyway; a number means "not before this many seconds into the run".
+WHEN_RUNNING = "when a job runs"
+
+#: Short leases so recovery takes seconds (same values as fixtures.stacks.FAST_RECOVERY).
+CI_ENV: dict[str, str] = {
+    "HEARTBEAT_INTERVAL": "0.5",
+    "LIVENESS_TTL": "2",
+    "SWEEP_INTERVAL": "0.5",
+    "CONNECTION_GRACE": "0.5",
+}
+
+#: The bundled service's production defaults, used for the bound when the env leaves them out.
+SERVICE_LIVENESS_TTL = 6.0
+SERVICE_SWEEP_INTERVAL = 2.0
+#: Slack on top of lease + sweep + one clean re-run of the slowest job: polling, fork, restart.
+DEFAULT_SLACK_S = 2.0
+
+ScheduleEntry = tuple[float | str, Fault]
+ScheduleFn = Callable[[random.Random], Sequence[ScheduleEntry]]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named size for a run: `ci` (few jobs, short leases) or `soak` (many more jobs)."""
+
+    name: str
+    env: Mapping[str, str]
+    job_scale: float = 1.0
+    deadline_scale: float = 1.0
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile("ci", CI_ENV),
+    "soak": Profile("soak", CI_ENV, job_scale=10.0, deadline_scale=8.0),
+}
+
+
+def recovery_bound_s(env: Mapping[str, str], *, slack_s: float) -> float:
+    """Liveness TTL + sweep interval (from the stack's env) + slack."""
+    ttl = float(env.get("LIVENESS_TTL", SERVICE_LIVENESS_TTL))
+    sweep = float(env.get("SWEEP_INTERVAL", SERVICE_SWEEP_INTERVAL))
+    return round(ttl + sweep + slack_s, 3)
+
+
+def _fresh(fault: Fault) -> Fault:
+    """A new instance with the same settings and no run state (faults keep their target)."""
+    if dataclasses.is_dataclass(fault) and not isinstance(fault, type):
+        return dataclasses.replace(fault)
+    return copy.copy(fault)
+
+
+def _at(entry_at: float | str) -> float:
+    if entry_at == WHEN_RUNNING:
+        return 0.0
+    if isinstance(entry_at, str):
+        raise ValueError(f"schedule time must be seconds or WHEN_RUNNING, got {entry_at!r}")
+    return float(entry_at)
+
+
+def nemesis(
+    pool: Sequence[Fault],
+    *,
+    count: int,
+    start_s: float = 2.0,
+    every_s: tuple[float, float] = (3.0, 5.0),
+) -> ScheduleFn:
+    """A random schedule drawn from the seed: `count` faults from `pool`, `every_s` apart."""
+    if not pool or count < 1:
+        raise ValueError("nemesis needs a non-empty pool and count >= 1")
+    pool = tuple(pool)
+
+    def schedule(rng: random.Random) -> list[ScheduleEntry]:
+        out: list[ScheduleEntry] = []
+        at = start_s
+        for _ in range(count):
+            out.append((round(at, 3), _fresh(rng.choice(pool))))
+            at += rng.uniform(*every_s)
+        return out
+
+    schedule.pool = pool  # type: ignore[attr-defined]
+    return schedule
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scenario:
+    """Workload + fault schedule + expectations: what one chaos test is."""
+
+    name: str
+    workload: Workload
+    faults: Sequence[ScheduleEntry] | ScheduleFn = ()
+    workers: int = 2
+    env: Mapping[str, str] = field(default_factory=dict)  # service settings on top of the profile's
+    stack: Mapping[str, Any] = field(default_factory=dict)  # other StackConfig fields
+    deadline_s: float = 25.0  # the workload stops here; the final phase follows
+    settle_s: float = 2.0  # after healing, before the final read (a resumed zombie acts)
+    slack_s: float | None = None  # default: the slowest job's clean run + DEFAULT_SLACK_S
+    checkers: tuple[str, ...] = ("all_terminal", "no_lost", "duplicates", "result_correct", "recovery_time")
+    backends: tuple[str, ...] = ("local",)
+    fault: str | None = None  # how reports name the fault; default: the scheduled faults' labels
+
+    def __post_init__(self) -> None:
+        if not callable(self.faults):
+            for at, f in self.faults:
+                _at(at)
+                if not isinstance(f, Fault):
+                    raise TypeError(f"{f!r} is not a Fault (needs name, inject(ctx), heal(ctx))")
+
+    def schedule(self, seed: int | str) -> list[tuple[float, Fault]]:
+        """The faults of one run, fresh instances, ordered by time; the same for the same seed."""
+        if callable(self.faults):
+            entries = list(self.faults(random.Random(f"schedule:{seed}:{self.name}")))
+        else:
+            entries = list(self.faults)
+        out = [(_at(at), _fresh(f)) for at, f in entries]
+        out.sort(key=lambda e: e[0])
+        return out
+
+    def fault_names(self) -> str:
+        if self.fault:
+            return self.fault
+        pool = getattr(self.faults, "pool", None) if callable(self.faults) else [f for _, f in self.faults]
+        labels = list(dict.fromkeys(fault_label(f) for f in pool or ()))
+        if callable(self.faults):
+            return "nemesis: " + ", ".join(labels)
+        return ", ".join(labels) or "none"
+
+    def env_for(self, profile: Profile) -> dict[str, str]:
+        return {**profile.env, **self.env}
+
+    def bound_s(self, profile: Profile) -> float:
+        env = self.env_for(profile)
+        slack = self.slack_s if self.slack_s is not None else self.workload.longest_job_s(env) + DEFAULT_SLACK_S
+        return recovery_bound_s(env, slack_s=slack)
+
+    def stack_options(self) -> dict[str, Any]:
+        """StackConfig fields the faults need (e.g. redis_aof) plus the scenario's own."""
+        opts: dict[str, Any] = {}
+        pool = getattr(self.faults, "pool", ()) if callable(self.faults) else [f for _, f in self.faults]
+        for f in pool:
+            opts.update(getattr(f, "stack_options", {}) or {})
+        opts.update(self.stack)
+        return opts
+
+    def stack_config(self, *, fix: str, profile: Profile, log_dir: Path | None) -> StackConfig:
+        return StackConfig(
+            workers=self.workers,
+            fix=fix,
+            env=self.env_for(profile),
+            log_dir=log_dir,
+            **self.stack_options(),
+        )
+
+
+class FaultsInjected:
+    """Every scheduled fault really happened and was healed; a run whose nemesis missed is not
+    a pass (unknown), nor one whose final phase could not heal (the checks would judge a
+    broken stack)."""
+
+    name = "faults_injected"
+
+    def __init__(self, expected: Sequence[str]) -> None:
+        self.expected = list(expected)
+
+    def check(self, history: History) -> Verdict:
+        seen: dict[str, int] = {}
+        for e in history.events:
+            if e.kind == FAULT_INJECTED:
+                seen[str(e.data.get("fault"))] = seen.get(str(e.data.get("fault")), 0) + 1
+        want: dict[str, int] = {}
+        for name in self.expected:
+            want[name] = want.get(name, 0) + 1
+        healed: dict[str, int] = {}
+        for e in history.events:
+            if e.kind == FAULT_HEALED:
+                healed[str(e.data.get("fault"))] = healed.get(str(e.data.get("fault")), 0) + 1
+        missing = {n: c - seen.get(n, 0) for n, c in want.items() if seen.get(n, 0) < c}
+        unhealed = {n: c - healed.get(n, 0) for n, c in want.items() if healed.get(n, 0) < c}
+        notes = [e.data.get("text") for e in history.events if e.kind == NOTE and "fault" in e.data]
+        details = {"expected": want, "injected": seen, "missing": missing, "unhealed": unhealed, "notes": notes}
+        return Verdict(self.name, None if missing or unhealed else True, details)
+
+
+class WorkloadRan:
+    """The clients did their part: jobs were accepted and no client crashed."""
+
+    name = "workload_ran"
+
+    def check(self, history: History) -> Verdict:
+        accepted = len(history.jobs())
+        crashes = [
+            e.data.get("text") for e in history.events if e.kind == NOTE and "crashed" in str(e.data.get("text"))
+        ]
+        ok = accepted > 0 and not crashes
+        return Verdict(self.name, True if ok else None, {"accepted": accepted, "client_crashes": crashes})
+
+
+class _Nemesis:
+    """Injects the schedule on its own thread; heals after `for_s` or in the final phase."""
+
+    def __init__(self, schedule: list[tuple[float, Fault]], ctx: FaultContext) -> None:
+        self.schedule = schedule
+        self.ctx = ctx
+        self.injected: list[Fault] = []
+        self._healed: set[int] = set()
+        self._heal_lock = threading.Lock()
+        self._timers: list[threading.Timer] = []
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._thread.start()
+
+    def join(self, timeout: float = 30.0) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        ctx = self.ctx
+        for at, fault in self.schedule:
+            wait = self._t0 + at - time.monotonic()
+            if wait > 0 and ctx.stop.wait(wait):
+                ctx.note(f"fault {fault.name} not injected: the run ended first", fault=fault.name)
+                continue
+            try:
+                data = dict(fault.inject(ctx) or {})
+            except NoTarget as exc:
+                ctx.note(f"fault {fault.name} not injected: {exc}", fault=fault.name)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a nemesis bug makes the run unknown, not ok
+                ctx.note(f"fault {fault.name} failed to inject: {type(exc).__name__}: {exc}", fault=fault.name)
+                self.injected.append(fault)  # it may have half-happened: heal it too
+                continue
+            job_id = data.pop("job_id", None)
+            ctx.history.record(FAULT_INJECTED, job_id, fault=fault.name, label=fault_label(fault), **data)
+            self.injected.append(fault)
+            for_s = getattr(fault, "for_s", None)
+            if for_s is not None:
+                timer = threading.Timer(for_s, self.heal, args=(fault,))
+                timer.daemon = True
+                timer.start()
+                self._timers.append(timer)
+
+    def heal(self, fault: Fault) -> None:
+        with self._heal_lock:
+            if id(fault) in self._healed:
+                return
+            self._healed.add(id(fault))
+            try:
+                fault.heal(self.ctx)
+                self.ctx.history.record(FAULT_HEALED, fault=fault.name, label=fault_label(fault))
+            except Exception as exc:  # noqa: BLE001
+                self.ctx.note(f"fault {fault.name} failed to heal: {type(exc).__name__}: {exc}", fault=fault.name)
+
+    def heal_all(self) -> None:
+        """The final phase: every injected fault is healed, latest first."""
+        for timer in self._timers:
+            timer.cancel()
+        for fault in reversed(self.injected):
+            self.heal(fault)
+
+
+class _Repairer:
+    """Runs an external repair command every few seconds (a cron job beside stock RQ).
+
+    `cmd` may use {redis_url} and {queue}; each run's exit code and output tail is a note.
+    """
+
+    def __init__(self, cmd: str, stack: Stack, history: History, *, every_s: float) -> None:
+        self.argv = shlex.split(cmd.format(redis_url=stack.redis_url, queue=stack.config.queue))
+        self.history = history
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="repairer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=35)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                out = subprocess.run(self.argv, capture_output=True, text=True, timeout=30)
+                tail = (out.stdout + out.stderr).strip().splitlines()[-3:]
+                self.history.record(NOTE, text="repair command ran", repair_rc=out.returncode, output=tail)
+            except Exception as exc:  # noqa: BLE001
+                self.history.record(NOTE, text=f"repair command failed: {type(exc).__name__}: {exc}")
+
+
+def _note_exited_workers(stack: Stack, ctx: FaultContext, history: History) -> None:
+    """Workers that died without a fault aimed at them (e.g. RQ quitting on a Redis error)."""
+    for handle in stack.workers:
+        with ctx.lock:
+            held = handle.name in ctx.held
+        if not held and not handle.process.alive():
+            code = handle.process.proc.poll() if handle.process.proc is not None else None
+            history.record(NOTE, text=f"worker {handle.name} exited on its own (exit code {code})", worker=handle.name)
+
+
+@dataclass
+class ScenarioResult:
+    """One scenario's outcome: overall verdict, per-checker verdicts, counts, recovery times."""
+
+    name: str
+    fault: str
+    fix: str
+    seed: str
+    overall: Verdict
+    verdicts: list[Verdict]
+    jobs: dict[str, int | None]
+    recovery_s: dict[str, float | None]
+    bound_s: float
+    duration_s: float
+    history: History
+    history_path: Path | None = None
+    log_dir: Path | None = None
+
+    @property
+    def verdict(self) -> str:
+        return self.overall.status
+
+    @property
+    def passed(self) -> bool:
+        return self.overall.valid is True
+
+    def checker_statuses(self) -> dict[str, str]:
+        return {v.name: v.status for v in self.verdicts}
+
+    def summary_entry(self) -> dict[str, Any]:
+        """This scenario as one entry of summary.json's `scenarios` list."""
+        return {
+            "name": self.name,
+            "fault": self.fault,
+            "verdict": self.verdict,
+            "jobs": {k: self.jobs.get(k) for k in ("accepted", "finished", "failed", "stuck", "lost", "duplicates")},
+            "recovery_s": {k: self.recovery_s.get(k) for k in ("p50", "p99", "max")},
+            "bound_s": self.bound_s,
+            "checkers": self.checker_statuses(),
+        }
+
+    def notes(self) -> list[str]:
+        """Notes worth a reader's eye: faults that missed or failed, workers that died, crashes."""
+        words = ("not injected", "failed to", "exited on its own", "crashed", "error")
+        return [
+            str(e.data.get("text"))
+            for e in self.history.events
+            if e.kind == NOTE and any(w in str(e.data.get("text")) for w in words)
+        ]
+
+    def explain(self, *, limit: int = 1500) -> str:
+        """Why the verdict is not a pass: each failing or unknown checker with its details."""
+        lines = [
+            f"scenario {self.name} ({self.fault}, fix={self.fix}, seed={self.seed}): {self.verdict}",
+            f"jobs {self.jobs}; recovery {self.recovery_s} bound {self.bound_s} s",
+        ]
+        for v in self.verdicts:
+            if v.status != "pass":
+                text = repr(_trim(v.details))
+                lines.append(f"  {v.name}: {v.status}: {text[:limit]}")
+        for note in self.notes():
+            lines.append(f"  note: {note}")
+        if self.history_path:
+            lines.append(f"history: {self.history_path}")
+        if self.log_dir:
+            lines.append(f"logs: {self.log_dir}")
+        return "\n".join(lines)
+
+
+def _trim(details: dict[str, Any]) -> dict[str, Any]:
+    """Drop bulky or empty fields from details for an assertion message."""
+    out = {}
+    for k, v in details.items():
+        if k in ("samples",) or v in (None, [], {}, 0):
+            continue
+        out[k] = v
+    return out
+
+
+def _count(verdicts: dict[str, Verdict], name: str, key: str, *, length: bool = False) -> int | None:
+    v = verdicts.get(name)
+    if v is None or key not in v.details:
+        return None
+    value = v.details[key]
+    return len(value) if length else int(value)
+
+
+def _run_in(
+    stack: Stack,
+    history: History,
+    *,
+    scenario: Scenario,
+    workload: Workload,
+    schedule: list[tuple[float, Fault]],
+    fix: str,
+    seed: int | str,
+    prof: Profile,
+    deadline_s: float,
+    repair_cmd: str | None,
+    repair_every_s: float,
+) -> None:
+    """The run itself on a started stack: workload + nemesis, then the final phase."""
+    history.record(
+        NOTE,
+        text=f"scenario {scenario.name} started",
+        fix=fix,
+        seed=str(seed),
+        profile=prof.name,
+        workers=[w.name for w in stack.workers],
+        schedule=[[at, fault_label(f)] for at, f in schedule],
+    )
+    seed_s = f"{seed}:{scenario.name}"
+    deadline = time.monotonic() + deadline_s
+    run = WorkloadRun(workload, api_url=stack.api_url, history=history, seed=seed_s, deadline=deadline)
+    ctx = FaultContext(
+        stack=stack,
+        history=history,
+        rng=random.Random(f"faults:{seed_s}"),
+        fix=fix,
+        deadline=deadline,
+        kind_of=run.kind_of,
+    )
+    nem = _Nemesis(schedule, ctx)
+    repairer = _Repairer(repair_cmd, stack, history, every_s=repair_every_s) if repair_cmd else None
+    run.start()
+    nem.start()
+    if repairer:
+        repairer.start()
+    try:
+        run.join(timeout=max(0.0, deadline - time.monotonic()) + 15)
+    finally:
+        run.stop()
+        ctx.stop.set()  # faults still waiting for a target give up
+        nem.join()
+        nem.heal_all()  # final phase: heal everything, then let the stack settle
+    history.record(NOTE, text="final phase: faults healed")
+    time.sleep(scenario.settle_s)
+    run.final_pass()
+    if repairer:
+        repairer.stop()
+    _note_exited_workers(stack, ctx, history)
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    fix: str = "bundled",
+    seed: int | str = 0,
+    report_dir: Path | str | None = None,
+    profile: Profile | str = "ci",
+    stack_factory: Callable[[StackConfig], Stack] | None = None,
+    backend: str = "local",
+    repair_cmd: str | None = None,
+    repair_every_s: float = 2.0,
+    run_id: str | None = None,
+) -> ScenarioResult:
+    """Run `scenario` against a fresh stack and judge it; saves history.jsonl in report_dir."""
+    if backend not in scenario.backends:
+        raise ValueError(f"scenario {scenario.name} supports backends {scenario.backends}, not {backend!r}")
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    workload = scenario.workload.scaled(prof.job_scale) if prof.job_scale != 1 else scenario.workload
+    deadline_s = scenario.deadline_s * prof.deadline_scale
+    schedule = scenario.schedule(seed)
+    out_dir = Path(report_dir) / scenario.name if report_dir is not None else None
+    log_dir = out_dir / "logs" if out_dir is not None else None
+    config = scenario.stack_config(fix=fix, profile=prof, log_dir=log_dir)
+    # Every process is labelled "<run id>.<scenario>": a whole run's leftovers are found by prefix.
+    stack_id = f"{run_id or new_run_id()}.{scenario.name}"
+    factory = stack_factory or (lambda cfg: Stack(cfg, run_id=stack_id))
+    bound = scenario.bound_s(prof)
+    t0 = time.monotonic()
+    stack = factory(config)
+    history: History | None = None
+    history_path = out_dir / "history.jsonl" if out_dir is not None else None
+    try:
+        with stack:
+            history = History()  # t = 0 once the stack is ready
+            _run_in(
+                stack,
+                history,
+                scenario=scenario,
+                workload=workload,
+                schedule=schedule,
+                fix=fix,
+                seed=seed,
+                prof=prof,
+                deadline_s=deadline_s,
+                repair_cmd=repair_cmd,
+                repair_every_s=repair_every_s,
+            )
+    finally:
+        if history is not None and history_path is not None:  # kept also when the run broke off
+            history_path.parent.mkdir(parents=True, exist_ok=True)
+            history.save(history_path)
+    duration = time.monotonic() - t0
+
+    wanted = set(scenario.checkers)
+    checkers = [c for c in default_checkers(bound_s=bound) if c.name in wanted]
+    checkers += [FaultsInjected([f.name for _, f in schedule]), WorkloadRan()]
+    assert history is not None
+    overall, verdicts = compose(checkers, history)
+    by_name = {v.name: v for v in verdicts}
+    # Counts come from the checkers' details; run them directly when a scenario left one out.
+    for extra in (AllTerminal(), NoLost(), Duplicates()):
+        if extra.name not in by_name:
+            by_name[extra.name] = run_checker(extra, history)
+    jobs = {
+        "accepted": _count(by_name, "all_terminal", "accepted"),
+        "finished": _count(by_name, "all_terminal", "finished"),
+        "failed": _count(by_name, "all_terminal", "failed"),
+        "stuck": _count(by_name, "all_terminal", "stuck"),
+        "lost": _count(by_name, "no_lost", "lost", length=True),
+        "duplicates": _count(by_name, "duplicates", "duplicated_jobs"),
+    }
+    rt = by_name.get("recovery_time")
+    recovery = {k: (rt.details.get(k) if rt is not None else None) for k in ("p50", "p99", "max")}
+    recovery = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in recovery.items()}
+    return ScenarioResult(
+        name=scenario.name,
+        fault=scenario.fault_names(),
+        fix=fix,
+        seed=str(seed),
+        overall=overall,
+        verdicts=verdicts,
+        jobs=jobs,
+        recovery_s=recovery,
+        bound_s=bound,
+        duration_s=round(duration, 3),
+        history=history,
+        history_path=history_path,
+        log_dir=log_dir,
+    )

@@ -1,0 +1,35 @@
+"""nemesis: faults drawn from the chaos seed, a few seconds apart, over 36 mixed jobs.
+
+The same --chaos-seed gives the same schedule (and the same workload).
+"""
+
+import pytest
+
+from harness.faults import ApiCrash, KillHorse, KillWorker, PauseWorker, RedisPartition, RedisRestart, TermWorker
+from harness.scenario import Scenario, nemesis
+from harness.workload import Workload
+
+pytestmark = pytest.mark.chaos
+
+POOL = [
+    KillWorker(restart=True),
+    KillHorse(),
+    PauseWorker(for_s=4),
+    TermWorker(restart=True),
+    ApiCrash(for_s=1.5),
+    RedisRestart(for_s=0.5),
+    RedisPartition(for_s=3),
+]
+
+SCENARIO = Scenario(
+    name="nemesis",
+    workload=Workload(jobs=36, concurrency=3, rate=2.0, mix={"light": 6, "heavy": 2, "slow": 2}, slow_s=2),
+    faults=nemesis(POOL, count=4, start_s=2, every_s=(3, 4.5)),
+    workers=3,
+    deadline_s=40,
+)
+
+
+def test_nemesis(run_scenario):
+    result = run_scenario(SCENARIO)
+    assert result.passed, result.explain()

@@ -1,0 +1,443 @@
+"""Fast tests of the chaos harness's pure logic: schedules, workload plans, bounds, summary, proxy.
+
+Nothing here starts Redis or the service; the workload client runs against a tiny fake API.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import socketserver
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from harness.checkers import Verdict
+from harness.faults import (
+    OOM,
+    OOM_LOCAL_MODE,
+    ApiCrash,
+    FaultContext,
+    KillHorse,
+    KillWorker,
+    NoTarget,
+    PauseWorker,
+    RedisPartition,
+    RedisRestart,
+    TermWorker,
+    fault_label,
+    running_jobs,
+)
+from harness.history import FAULT_HEALED, FAULT_INJECTED, NOTE, History
+from harness.proxy import TcpProxy
+from harness.scenario import (
+    CI_ENV,
+    DEFAULT_SLACK_S,
+    PROFILES,
+    WHEN_RUNNING,
+    FaultsInjected,
+    Scenario,
+    ScenarioResult,
+    _Nemesis,
+    nemesis,
+    recovery_bound_s,
+)
+from harness.summary import RunSummary, validate_summary
+from harness.workload import Workload, WorkloadRun
+
+POOL = [KillWorker(restart=True), KillHorse(), PauseWorker(for_s=4), TermWorker(), ApiCrash(for_s=1)]
+
+
+def _nemesis_scenario() -> Scenario:
+    return Scenario(
+        name="nemesis",
+        workload=Workload(jobs=30, mix={"light": 3, "slow": 1}),
+        faults=nemesis(POOL, count=5, start_s=2, every_s=(3, 5)),
+    )
+
+
+# -- schedules ------------------------------------------------------------------------------
+
+
+def _plain(schedule):
+    return [(at, type(f).__name__, f) for at, f in schedule]
+
+
+def test_nemesis_schedule_is_the_same_for_the_same_seed():
+    scenario = _nemesis_scenario()
+    assert _plain(scenario.schedule(42)) == _plain(scenario.schedule(42))
+    assert _plain(scenario.schedule("42")) == _plain(scenario.schedule(42))  # seeds are text-stable
+
+
+def test_nemesis_schedule_changes_with_the_seed():
+    scenario = _nemesis_scenario()
+    schedules = {json.dumps([(at, name) for at, name, _ in _plain(scenario.schedule(s))]) for s in range(10)}
+    assert len(schedules) > 5
+
+
+def test_nemesis_schedule_spacing_and_pool():
+    sched = _nemesis_scenario().schedule(7)
+    times = [at for at, _ in sched]
+    assert len(sched) == 5 and times[0] == 2
+    assert all(3 <= b - a <= 5.001 for a, b in zip(times, times[1:], strict=False))
+    assert all(type(f) in {type(p) for p in POOL} for _, f in sched)
+
+
+def test_schedule_gives_fresh_faults_each_run():
+    pause = PauseWorker()
+    scenario = Scenario(name="s", workload=Workload(jobs=1), faults=[(WHEN_RUNNING, pause), (5, KillHorse())])
+    first, second = scenario.schedule(1), scenario.schedule(1)
+    assert [at for at, _ in first] == [0.0, 5.0]
+    assert first[0][1] is not pause and first[0][1] is not second[0][1]
+    assert first[0][1] == pause  # same settings, no shared run state
+
+
+def test_schedule_rejects_bad_times_and_non_faults():
+    with pytest.raises(ValueError):
+        Scenario(name="s", workload=Workload(jobs=1), faults=[("soon", KillHorse())])
+    with pytest.raises(TypeError):
+        Scenario(name="s", workload=Workload(jobs=1), faults=[(1, object())])
+
+
+def test_fault_labels_and_stack_options():
+    assert fault_label(OOM()) == f"oom: {OOM_LOCAL_MODE}" == "oom: rss-watchdog (no delegated cgroup v2)"
+    scenario = Scenario(
+        name="s",
+        workload=Workload(jobs=1),
+        faults=[(1, RedisRestart()), (2, RedisPartition())],
+        stack={"redis_password": "pw"},
+    )
+    assert scenario.stack_options() == {"redis_aof": True, "worker_redis_via_proxy": True, "redis_password": "pw"}
+    config = scenario.stack_config(fix="none", profile=PROFILES["ci"], log_dir=None)
+    assert config.redis_aof and config.worker_redis_via_proxy and config.fix == "none"
+    assert config.env["LIVENESS_TTL"] == CI_ENV["LIVENESS_TTL"]
+    assert scenario.fault_names() == "redis-restart, redis-partition"
+    assert _nemesis_scenario().fault_names().startswith("nemesis: kill-worker, kill-horse")
+    assert "redis_aof" not in _nemesis_scenario().stack_options()
+
+
+# -- workload plan --------------------------------------------------------------------------
+
+
+def test_workload_plan_is_deterministic_and_proportional():
+    w = Workload(jobs=12, mix={"light": 2, "heavy": 1, "slow": 1})
+    plan = w.plan(3)
+    assert [s.body for s in plan] == [s.body for s in w.plan(3)]
+    assert [s.body for s in plan] != [s.body for s in w.plan(4)]
+    kinds = [s.kind for s in plan]
+    assert (kinds.count("light"), kinds.count("heavy"), kinds.count("slow")) == (6, 3, 3)
+    heavy = next(s for s in plan if s.kind == "heavy").body
+    assert heavy["explainer"] == "kernel" and heavy["nsamples"] == 200 and len(heavy["rows"]) == 3
+    slow = next(s for s in plan if s.kind == "slow").body
+    assert slow["chaos"] == {"sleep_s": 3.0} and len(slow["rows"]) == 5 and len(slow["rows"][0]) == 10
+
+
+def test_every_weighted_kind_gets_a_job():
+    kinds = [s.kind for s in Workload(jobs=5, mix={"light": 20, "hungry": 1}).plan(0)]
+    assert kinds.count("hungry") == 1 and len(kinds) == 5
+
+
+def test_workload_validation():
+    with pytest.raises(ValueError):
+        Workload(mix={"medium": 1})
+    with pytest.raises(ValueError):
+        Workload(concurrency=0)
+    assert Workload(jobs=4).scaled(10).jobs == 40
+
+
+# -- bounds ---------------------------------------------------------------------------------
+
+
+def test_bound_is_lease_plus_sweep_plus_slack():
+    assert recovery_bound_s({"LIVENESS_TTL": "2", "SWEEP_INTERVAL": "0.5"}, slack_s=1) == 3.5
+    assert recovery_bound_s({}, slack_s=1) == 6 + 2 + 1  # the service's production defaults
+
+
+def test_scenario_bound_defaults_to_the_slowest_job_plus_slack():
+    ci = PROFILES["ci"]
+    slow = Scenario(name="s", workload=Workload(mix={"slow": 1}, slow_s=3))
+    assert slow.bound_s(ci) == 2 + 0.5 + 3 + DEFAULT_SLACK_S
+    hang = Scenario(
+        name="h",
+        workload=Workload(mix={"hang": 1}),
+        env={"JOB_TIMEOUT": "2", "MAX_ATTEMPTS": "2", "LIVENESS_TTL": "4"},
+    )
+    assert hang.bound_s(ci) == 4 + 0.5 + (2 + 0.5) * 2 + DEFAULT_SLACK_S
+    assert Scenario(name="x", workload=Workload(), slack_s=1).bound_s(ci) == 3.5
+
+
+# -- checkers added by the scenario runner --------------------------------------------------
+
+
+def test_faults_injected_is_unknown_when_the_nemesis_missed_or_could_not_heal():
+    h = History()
+    h.record(FAULT_INJECTED, "j1", fault="kill-worker")
+    h.record(NOTE, text="fault pause-worker not injected: no target", fault="pause-worker")
+    v = FaultsInjected(["kill-worker", "pause-worker"]).check(h)
+    assert v.valid is None and v.details["missing"] == {"pause-worker": 1}
+    assert FaultsInjected(["kill-worker"]).check(h).details["unhealed"] == {"kill-worker": 1}
+    h.record(FAULT_HEALED, fault="kill-worker")
+    assert FaultsInjected(["kill-worker"]).check(h).valid is True
+
+
+@dataclass
+class _FakeFault:
+    name: str
+    for_s: float | None = None
+    target: bool = True
+    calls: list = field(default_factory=list)
+
+    def inject(self, ctx):
+        if not self.target:
+            raise NoTarget("nothing runs")
+        self.calls.append("inject")
+        return {"target": "w1", "job_id": "j1"}
+
+    def heal(self, ctx):
+        self.calls.append("heal")
+
+
+def test_nemesis_injects_on_time_heals_once_and_notes_misses():
+    history = History()
+    ctx = FaultContext(stack=None, history=history, rng=random.Random(1))  # type: ignore[arg-type]
+    quick, held, missed = _FakeFault("quick", for_s=0.05), _FakeFault("held"), _FakeFault("missed", target=False)
+    nem = _Nemesis([(0.0, quick), (0.1, held), (0.1, missed)], ctx)
+    nem.start()
+    nem.join(timeout=5)
+    time.sleep(0.2)  # quick's for_s timer heals it
+    nem.heal_all()  # the final phase heals the rest, never twice
+    assert quick.calls == ["inject", "heal"] and held.calls == ["inject", "heal"] and missed.calls == []
+    injected = [e for e in history.events if e.kind == FAULT_INJECTED]
+    assert [(e.data["fault"], e.job_id, e.data["target"]) for e in injected] == [
+        ("quick", "j1", "w1"),
+        ("held", "j1", "w1"),
+    ]
+    assert [e.data["fault"] for e in history.events if e.kind == FAULT_HEALED] == ["quick", "held"]
+    v = FaultsInjected(["quick", "held", "missed"]).check(history)
+    assert v.valid is None and v.details["missing"] == {"missed": 1}
+    assert "nothing runs" in v.details["notes"][0]
+
+
+# -- summary --------------------------------------------------------------------------------
+
+
+def _result(verdict: bool | None = True) -> ScenarioResult:
+    return ScenarioResult(
+        name="kill-worker",
+        fault="kill-worker",
+        fix="bundled",
+        seed="1",
+        overall=Verdict("overall", verdict),
+        verdicts=[Verdict("all_terminal", True), Verdict("recovery_time", verdict)],
+        jobs={"accepted": 8, "finished": 8, "failed": 0, "stuck": 0, "lost": 0, "duplicates": 1},
+        recovery_s={"p50": 3.1, "p99": 3.9, "max": 3.9},
+        bound_s=7.5,
+        duration_s=12.0,
+        history=History(),
+    )
+
+
+def test_summary_has_exactly_the_documented_shape(tmp_path: Path):
+    summary = RunSummary(run_id="r1", backend="local", seed=42, fix="bundled")
+    summary.add(_result(True))
+    summary.add(_result(None))
+    path = summary.write(tmp_path / "out")
+    data = json.loads(path.read_text())
+    assert list(data) == ["run_id", "backend", "seed", "fix", "started_at", "duration_s", "scenarios"]
+    assert (data["run_id"], data["backend"], data["seed"], data["fix"]) == ("r1", "local", 42, "bundled")
+    first = data["scenarios"][0]
+    assert list(first) == ["name", "fault", "verdict", "jobs", "recovery_s", "bound_s", "checkers"]
+    assert list(first["jobs"]) == ["accepted", "finished", "failed", "stuck", "lost", "duplicates"]
+    assert list(first["recovery_s"]) == ["p50", "p99", "max"]
+    assert first["checkers"] == {"all_terminal": "pass", "recovery_time": "pass"}
+    assert [s["verdict"] for s in data["scenarios"]] == ["pass", "unknown"]
+    validate_summary(data)
+
+
+def test_summary_validation_rejects_other_shapes():
+    good = RunSummary(run_id="r", backend="local", seed=1, fix="none")
+    good.add(_result())
+    data = good.to_dict()
+    validate_summary(data)
+    bad = json.loads(json.dumps(data))
+    bad["scenarios"][0]["verdict"] = "ok"
+    with pytest.raises(ValueError, match="verdict"):
+        validate_summary(bad)
+    bad = json.loads(json.dumps(data))
+    del bad["scenarios"][0]["jobs"]["lost"]
+    with pytest.raises(ValueError, match="jobs"):
+        validate_summary(bad)
+    with pytest.raises(ValueError):
+        good.add({"name": "x"})
+
+
+def test_failure_message_names_the_failing_checker():
+    r = _result(False)
+    r.verdicts[1] = Verdict("recovery_time", False, {"over_bound": ["j1"], "samples": {"j1": 99}})
+    text = r.explain()
+    assert "recovery_time: fail" in text and "j1" in text and "samples" not in text
+
+
+# -- targets from Redis ---------------------------------------------------------------------
+
+
+class FakeRedis:
+    def __init__(self, zsets=None, hashes=None):
+        self.zsets = zsets or {}
+        self.hashes = hashes or {}
+
+    def zrange(self, key, start, end):
+        return list(self.zsets.get(key, []))
+
+    def hmget(self, key, *fields):
+        h = self.hashes.get(key, {})
+        return [h.get(f) for f in fields]
+
+
+def test_running_jobs_from_rq_data_and_the_fix():
+    r = FakeRedis(
+        zsets={"rq:wip:q": [b"a:e1", b"b:e2", b"c:e3"]},
+        hashes={
+            "rq:job:a": {"status": b"started", "worker_name": b"w1"},
+            "rq:job:b": {"status": b"started", "worker_name": b"w2"},
+            "rq:job:c": {"status": b"finished", "worker_name": b"w3"},
+            "shap:track:a": {"state": b"running", "worker": b"w1"},
+            "shap:track:b": {"state": b"recovering", "worker": b"w2"},  # presumed dead
+        },
+    )
+    assert [(x.worker, x.job_id) for x in running_jobs(r, "q")] == [("w1", "a")]
+    # stock RQ: the fix's hash is not consulted (it would say "queued" forever)
+    assert [(x.worker, x.job_id) for x in running_jobs(r, "q", fix="none")] == [("w1", "a"), ("w2", "b")]
+
+
+# -- TCP proxy ------------------------------------------------------------------------------
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        while data := self.request.recv(4096):
+            self.request.sendall(data)
+
+
+@pytest.fixture
+def echo_server():
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def _roundtrip(port: int, payload: bytes = b"ping") -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(payload)
+        return s.recv(4096)
+
+
+def test_proxy_forwards_cuts_and_restores(echo_server):
+    with TcpProxy("127.0.0.1", echo_server) as proxy:
+        assert _roundtrip(proxy.port) == b"ping"
+        live = socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
+        live.sendall(b"a")
+        assert live.recv(10) == b"a"
+        deadline = time.monotonic() + 2
+        while proxy.open_connections() < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proxy.cut() >= 1 and proxy.is_cut
+        # the open connection is torn down ...
+        with pytest.raises(OSError):
+            live.sendall(b"b")
+            if not live.recv(10):
+                raise ConnectionResetError("closed")
+        live.close()
+        # ... and new ones are closed at once
+        with pytest.raises(OSError):
+            if not _roundtrip(proxy.port):
+                raise ConnectionResetError("closed")
+        assert proxy.stats.refused >= 1
+        proxy.restore()
+        assert _roundtrip(proxy.port, b"back") == b"back"
+
+
+# -- workload client against a fake API -----------------------------------------------------
+
+
+class _FakeApi(BaseHTTPRequestHandler):
+    """POST /analyze: 503 once (Redis away), then 202; GET /jobs/<id>: queued, started, finished."""
+
+    state: dict = {}
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _send(self, code: int, body: dict) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        s = self.state
+        with s["lock"]:
+            s["posts"] += 1
+            if s["posts"] == 1:
+                return self._send(503, {"error": "queue unavailable: ConnectionError"})
+            job_id = f"job{s['posts']}"
+            s["polls"][job_id] = 0
+        self._send(202, {"job_id": job_id, "status": "queued"})
+
+    def do_GET(self):
+        job_id = self.path.rsplit("/", 1)[-1]
+        s = self.state
+        with s["lock"]:
+            if job_id not in s["polls"]:
+                return self._send(404, {"error": "no job"})
+            s["polls"][job_id] += 1
+            n = s["polls"][job_id]
+        status = "queued" if n < 2 else "started" if n < 4 else "finished"
+        view = {"job_id": job_id, "status": status, "attempts": 1 if n >= 2 else 0, "worker": "w1" if n >= 2 else None}
+        view["late_completions_rejected"] = 0
+        if status == "finished":
+            view["result"] = {"base_value": 1.0, "shap_values": [[0.5, 0.5]], "predictions": [2.0]}
+        self._send(200, view)
+
+
+def test_workload_client_records_the_documented_events():
+    _FakeApi.state = {"lock": threading.Lock(), "posts": 0, "polls": {}}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        history = History()
+        w = Workload(jobs=2, concurrency=1, poll_interval=0.01)
+        run = WorkloadRun(
+            w,
+            api_url=f"http://127.0.0.1:{server.server_address[1]}",
+            history=history,
+            seed=1,
+            deadline=time.monotonic() + 20,
+        )
+        run.start()
+        assert run.join(timeout=20)
+        run.final_pass()
+    finally:
+        server.shutdown()
+        server.server_close()
+    kinds = [e.kind for e in history.events]
+    assert kinds.count("submitted") == 3  # the 503 was retried
+    assert kinds.count("accepted") == 2 and kinds.count("terminal") == 2
+    job = history.jobs()[0]
+    statuses = [e.data["status"] for e in history.events if e.kind == "status" and e.job_id == job]
+    assert statuses == ["queued", "started", "finished", "finished"]  # last one: the final pass
+    terminal = next(e for e in history.events if e.kind == "terminal" and e.job_id == job)
+    assert terminal.data["status"] == "finished" and terminal.data["result"]["predictions"] == [2.0]
+    assert terminal.data["late_completions"] == 0 and terminal.data["executions"] == 1
+    assert run.kind_of(job) == "light"
