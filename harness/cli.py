@@ -4,6 +4,8 @@
     harness demo  start Redis + API + one worker, explain 5 rows, print the SHAP summary
     harness up [--workers N] [--fix bundled|none]      a local stack until Ctrl-C
     harness reproduce stuck-job                         the original incident, then the fix
+    harness verify --api-url URL --redis-url URL        check a running deployment (pre-deploy)
+    harness images build --offline | list | prune       Docker images without a registry
     harness bench recovery|service                      benchmarks
 
 Exit codes: 0 all passed, 1 a scenario failed, 2 usage error, 3 the environment lacks something
@@ -194,11 +196,21 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--wait", type=float, default=10.0, help="seconds to show the job stuck (default 10)")
     rep.set_defaults(func=cmd_reproduce)
     sub.add_parser("bench", help="benchmarks (see: harness bench --help)", add_help=False)
+    sub.add_parser("verify", help="check a running deployment (see: harness verify --help)", add_help=False)
+    sub.add_parser("images", help="offline Docker images (see: harness images --help)", add_help=False)
     raw = sys.argv[1:] if argv is None else argv
     if raw[:1] == ["bench"]:
         from .bench import main as bench_main
 
         return bench_main(raw[1:])
+    if raw[:1] == ["verify"]:
+        from .verify import main as verify_main
+
+        return verify_main(raw[1:])
+    if raw[:1] == ["images"]:
+        from .images import main as images_main
+
+        return images_main(raw[1:])
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -49,6 +50,8 @@ def test_up_serves_until_interrupted_and_leaves_nothing():
         assert requests.get(f"{api}/ping", timeout=5).json()["status"] == "ok"
         children = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         assert len(children) >= 3  # redis, api, worker (+ its horse when busy)
+        labels = {psutil.Process(p).environ().get("HARNESS_RUN_ID") for p in children}
+        assert len(labels) == 1 and None not in labels  # every process carries the run's label
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
@@ -68,3 +71,77 @@ def test_usage_errors_exit_2_with_a_message():
         env={**os.environ},
     )
     assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def _processes_of_run(run_id: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            label = proc.environ().get("HARNESS_RUN_ID", "")
+            if label.split(".")[0] == run_id and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+@pytest.mark.timeout(300)
+def test_run_without_the_fix_fails_and_names_the_stuck_jobs(tmp_path):
+    """A harness that cannot fail is worthless: stock RQ must go red on kill-worker and pause-worker."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--fix",
+            "none",
+            "--scenario",
+            "kill-worker",
+            "--scenario",
+            "pause-worker",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["fix"] == "none"
+    by_name = {s["name"]: s for s in summary["scenarios"]}
+    assert set(by_name) == {"kill-worker", "pause-worker"}
+    for s in by_name.values():
+        assert s["verdict"] == "fail" and s["jobs"]["stuck"] >= 1 and s["checkers"]["all_terminal"] == "fail"
+    stuck_ids = [line for line in out.stdout.splitlines() if "stuck_jobs" in line]
+    assert stuck_ids, out.stdout[-3000:]
+    assert (tmp_path / "junit.xml").exists() and (tmp_path / "kill-worker" / "history.jsonl").exists()
+    assert _processes_of_run(summary["run_id"]) == []  # nothing of the run is left running
+
+
+@pytest.mark.timeout(200)
+def test_run_with_the_fix_passes_and_leaves_nothing(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--scenario",
+            "kill-worker",
+            "--report-dir",
+            str(tmp_path),
+            "--seed",
+            "7",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=190,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    (kill,) = summary["scenarios"]
+    assert (summary["seed"], kill["verdict"], kill["jobs"]["stuck"], kill["jobs"]["lost"]) == (7, "pass", 0, 0)
+    assert kill["recovery_s"]["max"] <= kill["bound_s"]
+    assert _processes_of_run(summary["run_id"]) == []
