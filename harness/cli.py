@@ -95,7 +95,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 """,
             flush=True,
         )
-        _signal.signal(_signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        # Ctrl-C and SIGTERM both stop it (a shell's background job inherits SIGINT ignored).
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+        _signal.signal(_signal.SIGTERM, _signal.default_int_handler)
         try:
             while all(p.alive() for p in (stack.redis_proc, stack.api_proc) if p):
                 time.sleep(0.5)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["ManagedProcess", "kill_tree", "reap_leftovers", "RUN_ID_ENV", "OWNER_ENV"]
+__all__ = ["ManagedProcess", "kill_tree", "reap_leftovers", "title_label", "labels_of", "RUN_ID_ENV", "OWNER_ENV"]
 
 RUN_ID_ENV = "HARNESS_RUN_ID"
 OWNER_ENV = "HARNESS_OWNER_PID"
@@ -118,14 +118,28 @@ class ManagedProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def title_label(run_id: str, name: str) -> str:
+    """Label words for a process that rewrites its title, and with it /proc/PID/environ
+    (redis-server, valkey-server): they go into the title instead, and are read back from it."""
+    return f"{RUN_ID_ENV}={run_id} {OWNER_ENV}={os.getpid()} HARNESS_PROC={name}"
+
+
+def labels_of(proc: psutil.Process) -> dict[str, str]:
+    env = proc.environ()
+    if RUN_ID_ENV in env:
+        return env
+    words = " ".join(proc.cmdline()).split()
+    return dict(w.split("=", 1) for w in words if w.startswith("HARNESS_") and "=" in w)
+
+
 def _labelled(match) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["pid"]):
         try:
-            env = proc.environ()
+            labels = labels_of(proc)
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
             continue
-        if RUN_ID_ENV in env and match(env):
+        if RUN_ID_ENV in labels and match(labels):
             found.append(proc)
     return found
 

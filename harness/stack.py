@@ -25,7 +25,7 @@ from typing import Any
 import requests
 from redis import Redis
 
-from .processes import ManagedProcess, reap_leftovers
+from .processes import ManagedProcess, reap_leftovers, title_label
 from .proxy import TcpProxy
 from .readiness import http_ok, redis_pings, rq_worker_registered, wait_until
 
@@ -207,6 +207,9 @@ class Stack:
             "yes" if self.config.redis_aof else "no",
             "--appendfsync",
             "always",
+            # redis-server rewrites its title over /proc/PID/environ: carry the label in the title.
+            "--proc-title-template",
+            "{title} {listen-addr} " + title_label(self.run_id, "redis"),
         ]
         if self.config.redis_password:
             argv += ["--requirepass", self.config.redis_password]

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from . import __version__, metrics
 from .config import Settings, SettingsError, redact_url
-from .tracking import active_key, connection_name, limbo_key, live_key, track_key, worker_key
+from .tracking import connection_name, limbo_key, live_key, running_key, track_key, worker_key
 
 __all__ = ["diagnose", "main", "ReadOnlyRedis", "WriteRefused"]
 
@@ -117,7 +117,7 @@ def diagnose(conn: Redis, queue: str, *, liveness_ttl: float) -> dict[str, Any]:
         )
 
     stuck, running = [], []
-    for job_id in (_s(j) for j in conn.zrange(active_key(queue), 0, -1)):
+    for job_id in (_s(j) for j in conn.zrange(running_key(queue), 0, -1)):
         track = {_s(k): _s(v) for k, v in conn.hgetall(track_key(job_id)).items()}
         state = track.get("state", "queued")
         if state not in ("running", "completing", "recovering"):

@@ -70,6 +70,11 @@ def active_key(queue: str) -> str:
     return f"{PREFIX}active:{queue}"
 
 
+def running_key(queue: str) -> str:
+    """Jobs with an attempt started and not yet ended or recovered: all a sweep must look at."""
+    return f"{PREFIX}running:{queue}"
+
+
 def limbo_key(queue: str) -> str:
     """First time a sweeper saw a job dequeued but never started (the dequeue gap)."""
     return f"{PREFIX}limbo:{queue}"
@@ -92,7 +97,7 @@ def worker_key(name: str) -> str:
     return f"{PREFIX}worker:{name}"
 
 
-# KEYS: track, live  ARGV: token, worker, pid, now, ttl_ms, queue
+# KEYS: track, live, running  ARGV: token, worker, pid, now, ttl_ms, queue
 # Returns the new attempt number, or -1 when the job is terminal, -2 when another attempt
 # holds a live lease (a duplicate delivery): the caller must not run it.
 _START = """
@@ -106,6 +111,7 @@ redis.call('HSET', KEYS[1], 'state', 'running', 'token', ARGV[1], 'worker', ARGV
 redis.call('HSETNX', KEYS[1], 'enqueued_at', ARGV[4])
 redis.call('HSETNX', KEYS[1], 'first_started_at', ARGV[4])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[4], string.match(KEYS[1], 'track:(.*)$'))
 return attempt
 """
 
@@ -134,7 +140,7 @@ redis.call('HINCRBY', KEYS[2], 'late_completions_rejected', 1)
 return 0
 """
 
-# KEYS: track, live, active, stats  ARGV: token, state, now, reason
+# KEYS: track, live, active, stats, running  ARGV: token, state, now, reason
 # The owner of the current attempt records the terminal outcome RQ has just written.
 _END = """
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
@@ -142,6 +148,7 @@ redis.call('HSET', KEYS[1], 'state', ARGV[2], 'ended_at', ARGV[3], 'token', '')
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[4]) end
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[3], string.match(KEYS[1], 'track:(.*)$'))
+redis.call('ZREM', KEYS[5], string.match(KEYS[1], 'track:(.*)$'))
 redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
 return 1
 """
@@ -279,7 +286,7 @@ class Tracker:
         ms = int(self.liveness_ttl * 1000)
         res = int(
             self._start(
-                keys=[track_key(job_id), live_key(job_id)],
+                keys=[track_key(job_id), live_key(job_id), running_key(self.queue_name)],
                 args=[token, worker, pid, _now(), ms, self.queue_name],
             )
         )
@@ -296,7 +303,8 @@ class Tracker:
         return bool(self._fence(keys=[track_key(job_id), stats_key(self.queue_name)], args=[token, _now(), worker]))
 
     def end(self, job_id: str, token: str, state: str, reason: str = "") -> bool:
-        keys = [track_key(job_id), live_key(job_id), active_key(self.queue_name), stats_key(self.queue_name)]
+        q = self.queue_name
+        keys = [track_key(job_id), live_key(job_id), active_key(q), stats_key(q), running_key(q)]
         return bool(self._end(keys=keys, args=[token, state, _now(), reason]))
 
     def claim(self, job_id: str, *, mode: str, token: str = "", by: str, stale_after: float = 30.0) -> int:
@@ -346,6 +354,7 @@ class Tracker:
                 mapping={"state": "queued", "reason": reason, "requeued_at": now, "token": ""},
             )
             pipe.hincrby(track_key(job.id), "requeues", 1)
+            pipe.zrem(running_key(self.queue_name), job.id)
             pipe.hincrby(stats_key(self.queue_name), "requeued", 1)
             pipe.hdel(limbo_key(self.queue_name), job.id)
             metrics.record_recovery(pipe, self.queue_name, action="requeued", cause=cause, latency_s=silent)
@@ -371,6 +380,7 @@ class Tracker:
             metrics.record_recovery(pipe, self.queue_name, action="failed", cause=cause, latency_s=silent)
             metrics.record_outcome(pipe, self.queue_name, outcome="failed", cause=cause)
             pipe.zrem(active_key(self.queue_name), job.id)
+            pipe.zrem(running_key(self.queue_name), job.id)
             pipe.hdel(limbo_key(self.queue_name), job.id)
             pipe.hincrby(stats_key(self.queue_name), "failed_recovery", 1)
             pipe.execute()
@@ -378,6 +388,7 @@ class Tracker:
     def _forget(self, job_id: str) -> None:
         with self.connection.pipeline() as pipe:
             pipe.zrem(active_key(self.queue_name), job_id)
+            pipe.zrem(running_key(self.queue_name), job_id)
             pipe.hdel(limbo_key(self.queue_name), job_id)
             pipe.delete(live_key(job_id))
             pipe.execute()
@@ -387,8 +398,8 @@ class Tracker:
     def read(self, job_id: str) -> dict[str, str]:
         return {_s(k): _s(v) for k, v in self.connection.hgetall(track_key(job_id)).items()}
 
-    def active_ids(self) -> list[str]:
-        return [_s(x) for x in self.connection.zrange(active_key(self.queue_name), 0, -1)]
+    def running_ids(self) -> list[str]:
+        return [_s(x) for x in self.connection.zrange(running_key(self.queue_name), 0, -1)]
 
     def _connection_gone(self, worker: str, names: set[str] | None, now: float) -> bool:
         """True when `worker` has had no Redis connection for CONNECTION_GRACE seconds.
@@ -499,6 +510,7 @@ class Tracker:
                     },
                 )
                 pipe.zadd(active_key(self.queue_name), {job_id: beat_ts})
+                pipe.zadd(running_key(self.queue_name), {job_id: beat_ts})
                 pipe.execute()
         return adopted
 
@@ -525,7 +537,7 @@ class Tracker:
         report = SweepReport()
         now = _now()
         names = self.live_connections() if connection_check else None
-        ids = self.active_ids()
+        ids = self.running_ids()
         report.scanned = len(ids)
         if not ids:
             self._sweep_limbo(report, by=by, now=now, dry_run=dry_run)

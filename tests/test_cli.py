@@ -13,6 +13,8 @@ import psutil
 import pytest
 import requests
 
+from harness.processes import labels_of
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
@@ -50,7 +52,7 @@ def test_up_serves_until_interrupted_and_leaves_nothing():
         assert requests.get(f"{api}/ping", timeout=5).json()["status"] == "ok"
         children = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         assert len(children) >= 3  # redis, api, worker (+ its horse when busy)
-        labels = {psutil.Process(p).environ().get("HARNESS_RUN_ID") for p in children}
+        labels = {labels_of(psutil.Process(p)).get("HARNESS_RUN_ID") for p in children}
         assert len(labels) == 1 and None not in labels  # every process carries the run's label
     finally:
         proc.send_signal(signal.SIGINT)
@@ -77,7 +79,7 @@ def _processes_of_run(run_id: str) -> list[int]:
     found = []
     for proc in psutil.process_iter(["pid"]):
         try:
-            label = proc.environ().get("HARNESS_RUN_ID", "")
+            label = labels_of(proc).get("HARNESS_RUN_ID", "")
             if label.split(".")[0] == run_id and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc.pid)
         except (psutil.Error, OSError):
