@@ -1,31 +1,40 @@
 """`harness bench`: figures measured side by side on this machine, printed and saved as JSON.
 
-    harness bench recovery [--fix bundled|none] [--trials N] [--parallel K] [--cap S]
-    harness bench service  [--trials N]
+    harness bench all [--quick] [--out bench.json]      every benchmark below, one table
+    harness bench recovery [--fault F] [--fix bundled|none] [--trials N] [--parallel K] [--cap S]
+    harness bench overhead | stack | scale | sweep | shap | service
 
-`recovery` SIGKILLs the whole process tree of the worker running a job (production defaults,
-one surviving idle worker) and times kill -> requeued and kill -> terminal. `service` times
-worker start -> first job finished, and the latency of one TreeExplainer job of 100 rows.
+Targets are printed next to the figures; nothing here asserts them (this machine is shared
+and noisy; a benchmark reports, a test decides). `--quick` runs small versions of everything
+in under two minutes, for CI to check the output's shape.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import random
 import signal
 import statistics
 import sys
+import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from .checkers import percentile
 from .stack import Stack, StackConfig
 
-__all__ = ["main"]
+__all__ = ["main", "run_all"]
 
 ROW = [0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, -0.002, 0.02, -0.017]
+TERMINAL = ("finished", "failed")
 
 
 def _poll(stack: Stack, job_id: str, until, *, cap: float, interval: float = 0.02) -> tuple[float | None, dict]:
@@ -39,58 +48,255 @@ def _poll(stack: Stack, job_id: str, until, *, cap: float, interval: float = 0.0
     return None, view
 
 
-def _kill_trial(stack: Stack, *, job_s: float, cap: float) -> dict[str, Any]:
+def _dist(values: list[float | None], cap: float) -> dict[str, Any]:
+    done = [v for v in values if v is not None]
+    complete = len(done) == len(values) and bool(values)
+    return {
+        "n": len(values),
+        "capped": len(values) - len(done),
+        "p50": percentile(done, 50) if complete else f"> {cap:.0f}",
+        "p99": percentile(done, 99) if complete else f"> {cap:.0f}",
+        "max": max(done) if complete else f"> {cap:.0f}",
+        "min": min(done) if done else None,
+    }
+
+
+# -- recovery latency -------------------------------------------------------------------------
+
+
+def _fault_trial(stack: Stack, *, fault: str, job_s: float, cap: float) -> dict[str, Any]:
     job_id = stack.submit([ROW], chaos={"sleep_s": job_s})["job_id"]
     _, view = _poll(stack, job_id, lambda v: v["status"] == "started" and v["worker"], cap=60)
     victim = stack.worker(view["worker"])
     time.sleep(0.5)  # mid-job, not at its first instant
-    t_kill = time.monotonic()
-    victim.process.signal_tree(signal.SIGKILL)
-    t_requeue, _ = _poll(
-        stack, job_id, lambda v: v["status"] == "queued" or (v["status"] == "started" and v["worker"] != victim.name)
-        or v["status"] in ("finished", "failed"), cap=cap,
-    )
-    t_end, end = _poll(stack, job_id, lambda v: v["status"] in ("finished", "failed"), cap=cap)
-    stack.add_worker(wait=False)  # a platform restart brings the capacity back
+    t_fault = time.monotonic()
+    if fault == "kill-worker":
+        victim.process.signal_tree(signal.SIGKILL)
+    elif fault == "kill-horse":
+        for pid in victim.horse_pids():
+            os.kill(pid, signal.SIGKILL)
+    elif fault == "pause-worker":
+        victim.process.signal_tree(signal.SIGSTOP)
+    else:
+        raise ValueError(f"unknown fault {fault}")
+
+    def moved(v: dict) -> bool:
+        return (
+            v["status"] == "queued"
+            or (v["status"] == "started" and (v["worker"] != victim.name or v["attempts"] > view["attempts"]))
+            or v["status"] in TERMINAL
+        )
+
+    t_moved, _ = _poll(stack, job_id, moved, cap=cap)
+    t_end, end = _poll(stack, job_id, lambda v: v["status"] in TERMINAL, cap=cap)
+    if fault == "pause-worker":
+        victim.process.signal_tree(signal.SIGCONT)
+    elif fault == "kill-worker":
+        stack.add_worker(wait=False)  # a platform restart brings the capacity back
     return {
-        "requeue_s": None if t_requeue is None else round(t_requeue - t_kill, 3),
-        "terminal_s": None if t_end is None else round(t_end - t_kill, 3),
+        "requeue_s": None if t_moved is None else round(t_moved - t_fault, 3),
+        "terminal_s": None if t_end is None else round(t_end - t_fault, 3),
         "status": end.get("status"),
         "recovery": end.get("recovery"),
     }
 
 
-def _dist(values: list[float | None], cap: float) -> dict[str, Any]:
-    done = [v for v in values if v is not None]
-    return {
-        "n": len(values),
-        "capped": len(values) - len(done),
-        "p50": percentile(done, 50) if len(done) == len(values) else f"> {cap:.0f}",
-        "p99": percentile(done, 99) if len(done) == len(values) else f"> {cap:.0f}",
-        "max": max(done) if done and len(done) == len(values) else f"> {cap:.0f}",
-        "min": min(done) if done else None,
-    }
+def bench_recovery(
+    *,
+    fault: str = "kill-worker",
+    fix: str = "bundled",
+    trials: int = 20,
+    parallel: int = 1,
+    cap: float = 600.0,
+    job_s: float = 5.0,
+) -> dict[str, Any]:
+    """Fault -> requeued and fault -> terminal, production defaults, one idle worker surviving."""
 
-
-def bench_recovery(*, fix: str, trials: int, parallel: int, cap: float, job_s: float) -> dict[str, Any]:
     def one_stack(n: int) -> list[dict]:
         with Stack(StackConfig(workers=2, fix=fix)) as stack:
-            return [_kill_trial(stack, job_s=job_s, cap=cap) for _ in range(n)]
+            return [_fault_trial(stack, fault=fault, job_s=job_s, cap=cap) for _ in range(n)]
 
     per = [trials // parallel + (1 if i < trials % parallel else 0) for i in range(parallel)]
     with ThreadPoolExecutor(parallel) as pool:
         results = [r for batch in pool.map(one_stack, [n for n in per if n]) for r in batch]
     return {
+        "fault": fault,
         "fix": fix,
-        "trials": results,
         "requeue_s": _dist([r["requeue_s"] for r in results], cap),
         "terminal_s": _dist([r["terminal_s"] for r in results], cap),
         "job_s": job_s,
         "cap_s": cap,
+        "trials": results,
     }
 
 
-def bench_service(*, trials: int) -> dict[str, Any]:
+# -- overhead ----------------------------------------------------------------------------------
+
+
+def _commands(stack: Stack) -> int:
+    return sum(int(v["calls"]) for k, v in stack.redis.info("commandstats").items() if k.startswith("cmdstat_"))
+
+
+def bench_overhead(*, jobs: int = 2000, workers: int = 4, fix: str = "bundled") -> dict[str, Any]:
+    """Jobs per second through `workers` workers, queue pre-filled, small TreeExplainer jobs."""
+    from rq.suspension import resume, suspend
+
+    with Stack(StackConfig(workers=workers, fix=fix, chaos_hooks=False)) as stack:
+        suspend(stack.redis)  # workers idle while the queue fills, so only their work is timed
+        time.sleep(1.5)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: stack.submit([ROW] * 5), range(jobs)))
+        q = stack.config.queue
+        c0, t0 = _commands(stack), time.monotonic()
+        resume(stack.redis)
+        while stack.redis.zcard(f"rq:finished:{q}") + stack.redis.zcard(f"rq:failed:{q}") < jobs:
+            time.sleep(0.05)
+        elapsed = time.monotonic() - t0
+        commands = _commands(stack) - c0
+    return {
+        "fix": fix,
+        "jobs": jobs,
+        "workers": workers,
+        "seconds": round(elapsed, 2),
+        "jobs_per_s": round(jobs / elapsed, 2),
+        "redis_commands_per_job": round(commands / jobs, 1),
+    }
+
+
+# -- harness speed -----------------------------------------------------------------------------
+
+
+def bench_stack(*, trials: int = 10, workers: int = 2) -> dict[str, Any]:
+    times = []
+    for _ in range(trials):
+        with Stack(StackConfig(workers=workers)) as stack:
+            times.append(stack.startup_s["total"])
+    return {
+        "workers": workers,
+        "trials": trials,
+        "ready_s": {
+            "p50": round(statistics.median(times), 3),
+            "min": round(min(times), 3),
+            "max": round(max(times), 3),
+        },
+    }
+
+
+# -- scale -------------------------------------------------------------------------------------
+
+
+def bench_scale(*, jobs: int = 10_000, workers: int = 8, kill_every: float = 2.0, cap: float = 1800.0) -> dict:
+    """`jobs` jobs, `workers` workers, a random busy worker SIGKILLed every `kill_every` s."""
+    with Stack(StackConfig(workers=workers, chaos_hooks=False)) as stack:
+        stop = threading.Event()
+        kills: list[float] = []
+
+        def nemesis() -> None:
+            rng = random.Random(1)
+            while not stop.wait(kill_every):
+                alive = [w for w in stack.workers if w.process.alive()]
+                busy = [w for w in alive if w.horse_pids()] or alive
+                if not busy:
+                    continue
+                rng.choice(busy).process.signal_tree(signal.SIGKILL)
+                kills.append(time.monotonic())
+                stack.add_worker(wait=False)
+
+        t0 = time.monotonic()
+        killer = threading.Thread(target=nemesis, daemon=True)
+        killer.start()
+        with ThreadPoolExecutor(8) as pool:
+            ids = list(pool.map(lambda _: stack.submit([ROW])["job_id"], range(jobs)))
+        deadline = time.monotonic() + cap
+        statuses: list[str] = []
+        while time.monotonic() < deadline:
+            with stack.redis.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    pipe.hget(f"rq:job:{job_id}", "status")
+                statuses = pipe.execute()
+            if all(s in TERMINAL for s in statuses):
+                break
+            time.sleep(1.0)
+        stop.set()
+        elapsed = time.monotonic() - t0
+        with stack.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(f"shap:track:{job_id}", ["attempt", "late_completions"])
+            tracks = pipe.execute()
+    attempts = [int(a or 0) for a, _ in tracks]
+    return {
+        "jobs": jobs,
+        "workers": workers,
+        "kills": len(kills),
+        "seconds": round(elapsed, 1),
+        "terminal_pct": round(100 * sum(s in TERMINAL for s in statuses) / jobs, 3),
+        "lost": sum(s is None for s in statuses),
+        "finished": statuses.count("finished"),
+        "failed": statuses.count("failed"),
+        "executed_more_than_once": sum(a > 1 for a in attempts),
+        "late_completions_rejected": sum(int(x or 0) for _, x in tracks),
+    }
+
+
+def bench_sweep(*, entries: int = 10_000) -> dict[str, Any]:
+    """One sweep pass over `entries` started attempts (all alive), and the fix's memory per job."""
+    from shap_service.tracking import Tracker  # a benchmark of the fix itself
+
+    with Stack(StackConfig(workers=0)) as stack:
+        r = stack.redis
+        tracker = Tracker(r, "bench", liveness_ttl=600, max_attempts=3)
+        ids = [str(uuid.uuid4()) for _ in range(entries)]
+        for job_id in ids:
+            tracker.start(job_id, token=f"t{job_id}", worker="w1", pid=1)
+        r.client_setname("shapfix:w1")
+        passes = []
+        for _ in range(5):
+            t = time.perf_counter()
+            report = tracker.sweep(by="bench")
+            passes.append((time.perf_counter() - t) * 1000)
+        per_job = r.memory_usage(f"shap:track:{ids[0]}") + r.memory_usage(f"shap:live:{ids[0]}")
+        zset = r.memory_usage("shap:running:bench") / entries
+    return {
+        "entries": entries,
+        "sweep_ms": {"p50": round(statistics.median(passes), 1), "max": round(max(passes), 1)},
+        "skipped_live": report.skipped_live,
+        "fix_bytes_per_running_job": round(per_job + zset),
+    }
+
+
+def bench_shap(*, trials: int = 5) -> dict[str, Any]:
+    """TreeExplainer jobs of 1 / 100 / 1,000 rows through a worker; worker RSS at rest and peak."""
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes().data
+    out: dict[str, Any] = {}
+    with Stack(StackConfig(workers=1, chaos_hooks=False)) as stack:
+        worker = psutil.Process(stack.workers[0].pid)
+        time.sleep(1)
+        out["worker_rss_at_rest_mb"] = round(worker.memory_info().rss / 2**20, 1)
+        peaks = []
+        for n in (1, 100, 1000):
+            rows = [data[i % len(data)].tolist() for i in range(n)]
+            compute, wall = [], []
+            for _ in range(trials):
+                t = time.monotonic()
+                job_id = stack.submit(rows)["job_id"]
+                t_end, view = _poll(stack, job_id, lambda v: v["status"] in TERMINAL, cap=120, interval=0.005)
+                wall.append((t_end or float("nan")) - t)
+                compute.append(view["result"]["compute_s"])
+                # The worker records the horse's facts just after RQ marks the job finished.
+                _, view = _poll(stack, job_id, lambda v: "peak_rss_bytes" in v.get("facts", {}), cap=5)
+                peaks.append(view.get("facts", {}).get("peak_rss_bytes") or 0)
+            out[f"rows_{n}"] = {
+                "compute_s_median": round(statistics.median(compute), 4),
+                "end_to_end_s_median": round(statistics.median(wall), 4),
+            }
+        out["horse_peak_rss_mb"] = round(max(peaks) / 2**20, 1)
+    return out
+
+
+def bench_service(*, trials: int = 20) -> dict[str, Any]:
+    """Worker start -> first job finished, and one 100-row TreeExplainer job's latency."""
     from sklearn.datasets import load_diabetes
 
     rows = load_diabetes().data[:100].tolist()
@@ -100,7 +306,6 @@ def bench_service(*, trials: int) -> dict[str, Any]:
         job_id = stack.submit([ROW])["job_id"]
         t_first, _ = _poll(stack, job_id, lambda v: v["status"] == "finished", cap=120, interval=0.01)
         first = (t_first or float("nan")) - t0
-        stack.add_worker()  # (ready) keep it comparable: latency below is one job at a time
         lat, compute = [], []
         for _ in range(trials):
             t = time.monotonic()
@@ -115,27 +320,180 @@ def bench_service(*, trials: int) -> dict[str, Any]:
     }
 
 
+# -- everything --------------------------------------------------------------------------------
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def run_all(*, quick: bool) -> dict[str, Any]:
+    """Every benchmark; `quick` shrinks them to a CI-sized smoke run (< 2 min)."""
+    t0 = time.monotonic()
+    q = quick
+    out: dict[str, Any] = {
+        "quick": q,
+        "machine": _machine(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    stock_cap = 10.0 if q else 900.0
+    out["recovery"] = {
+        "kill-worker": bench_recovery(fault="kill-worker", trials=3 if q else 20, job_s=2 if q else 5),
+        "kill-worker-stock": bench_recovery(
+            fault="kill-worker",
+            fix="none",
+            trials=1 if q else 3,
+            parallel=1 if q else 3,
+            cap=stock_cap,
+            job_s=2 if q else 5,
+        ),
+        "kill-horse": bench_recovery(fault="kill-horse", trials=3 if q else 20, job_s=2 if q else 5),
+        "pause-worker": bench_recovery(fault="pause-worker", trials=1 if q else 20, job_s=2 if q else 5),
+    }
+    on = bench_overhead(jobs=60 if q else 2000, workers=4, fix="bundled")
+    off = bench_overhead(jobs=60 if q else 2000, workers=4, fix="none")
+    out["overhead"] = {
+        "on": on,
+        "off": off,
+        "throughput_ratio": round(on["jobs_per_s"] / off["jobs_per_s"], 3),
+        "fix_commands_per_job": round(on["redis_commands_per_job"] - off["redis_commands_per_job"], 1),
+    }
+    out["stack"] = bench_stack(trials=2 if q else 10)
+    out["scale"] = bench_scale(jobs=150 if q else 10_000, workers=4 if q else 8, cap=120 if q else 3600)
+    out["sweep"] = bench_sweep(entries=1000 if q else 10_000)
+    out["shap"] = bench_shap(trials=1 if q else 5)
+    out["service"] = bench_service(trials=3 if q else 20)
+    out["duration_s"] = round(time.monotonic() - t0, 1)
+    return out
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def print_table(res: dict[str, Any]) -> None:
+    rec = res["recovery"]
+    rows = []
+    for name, r in rec.items():
+        rows.append(
+            (
+                f"recovery {name}: requeue p50/p99/max s",
+                f"{_fmt(r['requeue_s']['p50'])} / {_fmt(r['requeue_s']['p99'])} / {_fmt(r['requeue_s']['max'])}",
+                "p99 <= 10 s (fix)",
+            )
+        )
+        rows.append(
+            (
+                f"recovery {name}: terminal p50/p99/max s",
+                f"{_fmt(r['terminal_s']['p50'])} / {_fmt(r['terminal_s']['p99'])} / {_fmt(r['terminal_s']['max'])}",
+                f"job {r['job_s']} s re-run",
+            )
+        )
+    o = res["overhead"]
+    rows += [
+        (
+            "throughput on / off (jobs/s)",
+            f"{o['on']['jobs_per_s']} / {o['off']['jobs_per_s']}",
+            f"ratio {o['throughput_ratio']} (>= 0.97)",
+        ),
+        ("Redis commands per job: fix", f"{o['fix_commands_per_job']}", f"on {o['on']['redis_commands_per_job']}"),
+        ("local stack ready p50 s", f"{res['stack']['ready_s']['p50']}", "<= 3 s"),
+        (
+            "scale: terminal % / lost / kills",
+            f"{res['scale']['terminal_pct']} / {res['scale']['lost']} / {res['scale']['kills']}",
+            f"{res['scale']['jobs']} jobs, 100 % / 0",
+        ),
+        (
+            "scale: executed > once / late rejected",
+            f"{res['scale']['executed_more_than_once']} / {res['scale']['late_completions_rejected']}",
+            "counted",
+        ),
+        (f"sweep over {res['sweep']['entries']} started: p50 ms", f"{res['sweep']['sweep_ms']['p50']}", "<= 50 ms"),
+        ("fix memory per running job (bytes)", f"{res['sweep']['fix_bytes_per_running_job']}", ""),
+        (
+            "TreeExplainer 1 / 100 / 1000 rows compute s",
+            " / ".join(str(res["shap"][f"rows_{n}"]["compute_s_median"]) for n in (1, 100, 1000)),
+            "",
+        ),
+        (
+            "worker RSS at rest / horse peak MB",
+            f"{res['shap']['worker_rss_at_rest_mb']} / {res['shap']['horse_peak_rss_mb']}",
+            "",
+        ),
+        ("worker start -> first job s", f"{res['service']['worker_start_to_first_job_finished_s']}", ""),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:<28} {target}")
+    print(
+        f"({res['duration_s']} s, {res['machine']['cores']} cores, {res['machine']['memory_gb']} GB, "
+        f"quick={res['quick']})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
-    rec = sub.add_parser("recovery", help="kill -> requeue / terminal after a whole-worker SIGKILL")
+    a = sub.add_parser("all", help="every benchmark, one table")
+    a.add_argument("--quick", action="store_true", help="small versions of everything (< 2 min)")
+    rec = sub.add_parser("recovery", help="fault -> requeue / terminal")
+    rec.add_argument("--fault", default="kill-worker", choices=["kill-worker", "kill-horse", "pause-worker"])
     rec.add_argument("--fix", default="bundled", choices=["bundled", "none"])
     rec.add_argument("--trials", type=int, default=20)
     rec.add_argument("--parallel", type=int, default=1, help="stacks in parallel (for slow stock-RQ trials)")
     rec.add_argument("--cap", type=float, default=600.0, help="seconds before a trial counts as '> cap'")
-    rec.add_argument("--job-s", type=float, default=5.0, help="how long the killed job runs")
-    svc = sub.add_parser("service", help="worker start -> first job; TreeExplainer latency for 100 rows")
+    rec.add_argument("--job-s", type=float, default=5.0, help="how long the faulted job runs")
+    ov = sub.add_parser("overhead", help="jobs/s with the recovery layer on or off")
+    ov.add_argument("--jobs", type=int, default=2000)
+    ov.add_argument("--workers", type=int, default=4)
+    ov.add_argument("--fix", default="bundled", choices=["bundled", "none"])
+    st = sub.add_parser("stack", help="local stack ready time")
+    st.add_argument("--trials", type=int, default=10)
+    sc = sub.add_parser("scale", help="many jobs, a worker killed every few seconds")
+    sc.add_argument("--jobs", type=int, default=10_000)
+    sc.add_argument("--workers", type=int, default=8)
+    sc.add_argument("--kill-every", type=float, default=2.0)
+    sw = sub.add_parser("sweep", help="one sweep pass over many started attempts")
+    sw.add_argument("--entries", type=int, default=10_000)
+    sh = sub.add_parser("shap", help="TreeExplainer latency by rows; worker RSS")
+    sh.add_argument("--trials", type=int, default=5)
+    svc = sub.add_parser("service", help="worker start -> first job; 100-row latency")
     svc.add_argument("--trials", type=int, default=20)
-    for p in (rec, svc):
+    for p in (a, rec, ov, st, sc, sw, sh, svc):
         p.add_argument("--out", help="also write the JSON here")
-    args = parser.parse_args(argv)
-    if args.what == "recovery":
-        result = bench_recovery(fix=args.fix, trials=args.trials, parallel=args.parallel, cap=args.cap,
-                                job_s=args.job_s)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return 2 if exc.code else 0
+    if args.what == "all":
+        result = run_all(quick=args.quick)
+    elif args.what == "recovery":
+        result = bench_recovery(
+            fault=args.fault, fix=args.fix, trials=args.trials, parallel=args.parallel, cap=args.cap, job_s=args.job_s
+        )
+    elif args.what == "overhead":
+        result = bench_overhead(jobs=args.jobs, workers=args.workers, fix=args.fix)
+    elif args.what == "stack":
+        result = bench_stack(trials=args.trials)
+    elif args.what == "scale":
+        result = bench_scale(jobs=args.jobs, workers=args.workers, kill_every=args.kill_every)
+    elif args.what == "sweep":
+        result = bench_sweep(entries=args.entries)
+    elif args.what == "shap":
+        result = bench_shap(trials=args.trials)
     else:
         result = bench_service(trials=args.trials)
     text = json.dumps(result, indent=2)
-    print(text)
+    if args.what == "all":
+        print_table(result)
+    else:
+        print(text)
     if args.out:
         Path(args.out).write_text(text)
     return 0

@@ -1,0 +1,39 @@
+"""`harness bench all --quick` runs end to end and prints / writes well-formed figures.
+
+The numbers are not asserted (a loaded 2-core machine is noisy); their shape and sanity are.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400)]
+
+
+def test_quick_bench_is_well_formed(tmp_path):
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "bench", "all", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=380,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "throughput on / off" in run.stdout and "sweep over" in run.stdout
+    res = json.loads(out.read_text())
+    assert res["quick"] is True and res["machine"]["cores"] >= 1
+    for name in ("kill-worker", "kill-horse", "pause-worker"):
+        r = res["recovery"][name]
+        assert r["requeue_s"]["capped"] == 0 and 0 < r["requeue_s"]["p50"] <= r["requeue_s"]["max"]
+        assert all(t["status"] == "finished" for t in r["trials"])
+    stock = res["recovery"]["kill-worker-stock"]
+    assert stock["requeue_s"]["capped"] == 1 and stock["requeue_s"]["p50"].startswith(">")  # stock RQ stays stuck
+    assert res["overhead"]["on"]["jobs_per_s"] > 0 and res["overhead"]["off"]["jobs_per_s"] > 0
+    assert res["scale"]["terminal_pct"] == 100.0 and res["scale"]["lost"] == 0 and res["scale"]["kills"] >= 1
+    assert res["sweep"]["skipped_live"] == res["sweep"]["entries"] and res["sweep"]["sweep_ms"]["p50"] > 0
+    assert res["shap"]["horse_peak_rss_mb"] > 50 and res["shap"]["worker_rss_at_rest_mb"] > 50
+    assert res["service"]["worker_start_to_first_job_finished_s"] > 0
