@@ -21,7 +21,11 @@ from . import __version__, model
 from .config import Settings, SettingsError
 from .worker_process_fix import RecoveringWorker
 
-__all__ = ["main", "build_worker"]
+__all__ = ["main", "build_worker", "FIX_CHOICES"]
+
+#: bundled, stock RQ, and the deliberately broken layers of `mutants` (names kept here so that
+#: parsing arguments does not import them).
+FIX_CHOICES = ["bundled", "none", "eager-sweeper", "never-fail", "racy-sweeper", "no-fencing", "outside-process"]
 
 log = logging.getLogger("shap_service.worker")
 
@@ -33,6 +37,13 @@ def build_worker(settings: Settings, *, fix: str = "bundled", name: str | None =
     kwargs = dict(connection=conn, serializer=JSONSerializer, name=name, log_job_description=False)
     if fix == "none":
         return Worker([queue], **kwargs)
+    if fix != "bundled":
+        from . import mutants  # deliberately broken layers, for the harness's detection-power tests
+
+        if fix == mutants.OUTSIDE_PROCESS:
+            mutants.apply_fix_in_a_throwaway_interpreter()
+            return Worker([queue], **kwargs)
+        return mutants.MUTANTS[fix]([queue], settings=settings, **kwargs)
     return RecoveringWorker([queue], settings=settings, **kwargs)
 
 
@@ -40,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shap-worker", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--fix",
-        choices=["bundled", "none"],
+        choices=FIX_CHOICES,
         default="bundled",
-        help="recovery layer to run (default: bundled; none = stock RQ)",
+        help="recovery layer (default: bundled; none = stock RQ; the others are deliberately broken, for tests)",
     )
     parser.add_argument("--queue", help="queue to listen on (default: $QUEUE_NAME or shap-jobs)")
     parser.add_argument("--redis-url", help="Redis URL (default: $REDIS_URL)")

@@ -69,6 +69,9 @@ class _Attempt:
 class RecoveringWorker(Worker):
     """An RQ `Worker` whose jobs always end `finished` or `failed`, whatever happens to it."""
 
+    #: The tracker (leases, fencing, claims, sweeps) this worker uses; `mutants` swap it.
+    tracker_class: type[Tracker] = Tracker
+
     def __init__(self, *args, settings: Settings, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.settings = settings
@@ -99,7 +102,7 @@ class RecoveringWorker(Worker):
         tracker = self._trackers.get(pid)
         if tracker is None:
             conn = self._fix_connection if not self.is_horse else self.connection
-            tracker = Tracker.from_settings(conn, self.settings)
+            tracker = self.tracker_class.from_settings(conn, self.settings)
             self._trackers[pid] = tracker
         return tracker
 
@@ -382,7 +385,7 @@ class RecoveringWorker(Worker):
             if report.requeued or report.failed:
                 emit("sweep", worker=self.name, **report.counts())
 
-        Tracker.from_settings(self._fix_connection, self.settings).run(
+        self.tracker_class.from_settings(self._fix_connection, self.settings).run(
             self._threads_stop,
             by=self.name,
             interval=self.settings.sweep_interval,

@@ -1,0 +1,103 @@
+"""Deliberately broken recovery layers, so the harness can prove it sees each kind of bug.
+
+Selected with `shap-worker --fix NAME` (harness: `--fix NAME`); never run one in production.
+Each breaks exactly one guarantee of the bundled fix. A harness run that stays green against
+one of them has a blind spot; tests/test_detection_power.py checks that each goes red.
+
+| name | what is broken | what must catch it |
+|---|---|---|
+| eager-sweeper | the sweep takes jobs whose worker is alive | jobs re-executed with no fault |
+| never-fail | attempts are never exhausted | hung jobs never end |
+| racy-sweeper | claim is check-then-act, no duplicate-delivery guard | a job executed twice at once |
+| no-fencing | a presumed-dead attempt may still write its result | a zombie's result replaces the newer one |
+| outside-process | the fix is imported in a throwaway interpreter, then plain RQ runs | stuck jobs |
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from .tracking import Tracker, _now, live_key, running_key, track_key
+from .worker_process_fix import RecoveringWorker
+
+__all__ = ["MUTANTS", "OUTSIDE_PROCESS"]
+
+
+class _EagerTracker(Tracker):
+    def sweep(self, **kwargs):
+        kwargs["force"] = True  # "a job running for a while must be stuck"
+        return super().sweep(**kwargs)
+
+
+class _NeverFailTracker(Tracker):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_attempts = 10**9  # "one more try cannot hurt"
+
+
+class _RacyTracker(Tracker):
+    def claim(self, job_id: str, *, mode: str, token: str = "", by: str, stale_after: float = 30.0) -> int:
+        # Read, think, write: two sweepers can both decide to recover the same job.
+        track = self.read(job_id)
+        lease = self.connection.exists(live_key(job_id))
+        if mode == "expired" and (lease or track.get("token") != token or not token):
+            return -1
+        if mode == "owner" and track.get("token") != token:
+            return -1
+        if mode in ("limbo", "stale") and track.get("state") not in ("queued", "recovering"):
+            return -1
+        time.sleep(0.3)
+        self.connection.hset(
+            track_key(job_id),
+            mapping={"state": "recovering", "token": "", "recovering_by": by, "recovering_at": _now()},
+        )
+        self.connection.delete(live_key(job_id))
+        return int(track.get("attempt", 0))
+
+    def start(self, job_id: str, *, token: str, worker: str, pid: int) -> int:
+        # No duplicate-delivery guard: whoever dequeues the job runs it.
+        attempt = int(self.connection.hincrby(track_key(job_id), "attempt", 1))
+        now = _now()
+        self.connection.hset(
+            track_key(job_id),
+            mapping={
+                "state": "running",
+                "token": token,
+                "worker": worker,
+                "pid": pid,
+                "started_at": now,
+                "heartbeat_at": now,
+                "queue": self.queue_name,
+            },
+        )
+        self.connection.hsetnx(track_key(job_id), "first_started_at", now)
+        self.connection.set(live_key(job_id), token, px=int(self.liveness_ttl * 1000))
+        self.connection.zadd(running_key(self.queue_name), {job_id: now})
+        return attempt
+
+
+class _UnfencedTracker(Tracker):
+    def fence(self, job_id: str, token: str, *, worker: str) -> bool:
+        return True  # "the worker finished it, so its result is good"
+
+
+def _mutant(name: str, tracker: type[Tracker]) -> type[RecoveringWorker]:
+    return type(f"Mutant_{name.replace('-', '_')}", (RecoveringWorker,), {"tracker_class": tracker})
+
+
+MUTANTS: dict[str, type[RecoveringWorker]] = {
+    "eager-sweeper": _mutant("eager-sweeper", _EagerTracker),
+    "never-fail": _mutant("never-fail", _NeverFailTracker),
+    "racy-sweeper": _mutant("racy-sweeper", _RacyTracker),
+    "no-fencing": _mutant("no-fencing", _UnfencedTracker),
+}
+
+#: Not a worker class: the original deployment's mistake, reproduced by `worker.build_worker`.
+OUTSIDE_PROCESS = "outside-process"
+
+
+def apply_fix_in_a_throwaway_interpreter() -> None:
+    """What the original deployment did: "apply" the fix in another process. It changes nothing here."""
+    subprocess.run([sys.executable, "-c", "import shap_service.worker_process_fix"], check=True)
