@@ -132,7 +132,10 @@ class RecoveringWorker(Worker):
             self.connection.lrem(queue.intermediate_queue_key, 0, job.id)
             return
         timeout = float(job.timeout if job.timeout and job.timeout > 0 else self.settings.job_timeout)
-        model = str((job.kwargs or {}).get("model_name", "?"))
+        try:
+            model = str((job.kwargs or {}).get("model_name", "?"))
+        except Exception:  # noqa: BLE001 - undecodable job data (e.g. a pickle): the horse fails it
+            model = "?"
         attempt = _Attempt(job.id, token, number, time.monotonic(), timeout, model=model)
         with self._lock:
             self._attempt = attempt
