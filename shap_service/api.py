@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def limit_body(request: Request, call_next):
         length = request.headers.get("content-length")
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 return _error(400, "Content-Length header is not a number")
             if int(length) > MAX_BODY_BYTES:
                 return _error(413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}")
@@ -246,6 +246,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
         if track.get("reason"):
             view["recovery"] = track["reason"]
+        if track.get("recovering_by"):
+            view["recovered_by"] = track["recovering_by"]
         facts = {
             "duration_s": float,
             "queue_wait_s": float,
