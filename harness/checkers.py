@@ -389,12 +389,46 @@ class RecoveryTime:
         return Verdict(self.name, not over and not pending, details)
 
 
+class Reexecutions:
+    """No job runs more often than the faults that hit it explain: at most 1 + hits.
+
+    Re-running a job its worker lost is the point of recovery; re-running one nobody broke
+    means the recovery layer took a live job (a sweeper that cannot tell slow from dead), or
+    two sweepers both requeued a dead one. A fault that names a job hits that job; one that
+    names none hits every job accepted and not yet terminal at that time (generous on purpose).
+    """
+
+    name = "reexecutions"
+
+    def check(self, history: History) -> Verdict:
+        accepted: dict[str, None] = {}
+        done: set[str] = set()
+        hits: dict[str, int] = {}
+        executions: dict[str, int] = {}
+        for e in history.events:
+            if e.kind == ACCEPTED and e.job_id is not None:
+                accepted.setdefault(e.job_id, None)
+            elif e.kind == TERMINAL and e.job_id is not None:
+                if e.data.get("status") in TERMINAL_STATUSES:
+                    done.add(e.job_id)
+                executions[e.job_id] = max(executions.get(e.job_id, 0), int(e.data.get("executions") or 0))
+            elif e.kind == FAULT_INJECTED:
+                target = e.job_id if e.job_id is not None else e.data.get("job_id")
+                for job_id in [target] if target is not None else [j for j in accepted if j not in done]:
+                    hits[job_id] = hits.get(job_id, 0) + 1
+        unexplained = {
+            j: {"executions": n, "faults": hits.get(j, 0)} for j, n in executions.items() if n > 1 + hits.get(j, 0)
+        }
+        return Verdict(self.name, not unexplained, {"unexplained": unexplained, "jobs": len(executions)})
+
+
 def default_checkers(*, bound_s: float) -> list[Checker]:
     """The standard suite for a chaos run."""
     return [
         AllTerminal(),
         NoLost(),
         Duplicates(),
+        Reexecutions(),
         ResultCorrect(),
         RecoveryTime(bound_s=bound_s),
     ]

@@ -113,6 +113,7 @@ def test_checkers_satisfy_protocol() -> None:
         "all_terminal",
         "no_lost",
         "duplicates",
+        "reexecutions",
         "result_correct",
         "recovery_time",
     ]
@@ -121,7 +122,7 @@ def test_checkers_satisfy_protocol() -> None:
 
 def test_healthy_run_passes_every_default_checker() -> None:
     overall, verdicts = compose(default_checkers(bound_s=5.0), healthy_run())
-    assert [v.status for v in verdicts] == ["pass"] * 5
+    assert [v.status for v in verdicts] == ["pass"] * 6
     assert overall.valid is True
     assert overall.details["pass"] == [v.name for v in verdicts]
 
@@ -530,6 +531,7 @@ def test_compose_fails_overall_when_one_checker_fails() -> None:
         "all_terminal": "fail",
         "no_lost": "pass",
         "duplicates": "pass",
+        "reexecutions": "pass",
         "result_correct": "pass",
         "recovery_time": "fail",
     }
@@ -551,3 +553,38 @@ def test_recovery_time_accepts_target_in_data_too(tmp_path) -> None:
     v = RecoveryTime(bound_s=5.0).check(History.load(path))
     assert v.details["samples"] == {"j1": 1.0}
     assert v.valid is True
+
+
+# -- Reexecutions ---------------------------------------------------------------------------
+
+
+def _reexec_history(*, executions: int, fault_on: str | None, global_fault: bool = False):
+    from harness.checkers import Reexecutions
+
+    clock = iter(range(100)).__next__
+    h = History(clock=lambda: float(clock()))
+    h.record("accepted", job_id="j1")
+    h.record("accepted", job_id="j2")
+    if fault_on:
+        h.record("fault_injected", job_id=fault_on, fault="kill_worker")
+    if global_fault:
+        h.record("fault_injected", fault="redis_restart")
+    h.record("terminal", job_id="j1", status="finished", executions=executions)
+    h.record("terminal", job_id="j2", status="finished", executions=1)
+    return Reexecutions().check(h)
+
+
+def test_reexecution_explained_by_a_fault_passes():
+    v = _reexec_history(executions=2, fault_on="j1")
+    assert v.valid is True and v.details["unexplained"] == {}
+
+
+def test_reexecution_without_a_fault_fails():
+    v = _reexec_history(executions=2, fault_on=None)
+    assert v.valid is False and v.details["unexplained"] == {"j1": {"executions": 2, "faults": 0}}
+
+
+def test_reexecution_beyond_the_faults_fails_and_a_global_fault_hits_every_open_job():
+    assert _reexec_history(executions=3, fault_on="j1").valid is False
+    assert _reexec_history(executions=2, fault_on=None, global_fault=True).valid is True
+    assert _reexec_history(executions=2, fault_on="j2").valid is False  # the fault hit another job
