@@ -6,6 +6,8 @@
 
 The harness talks to the service only through HTTP, Redis and the configured start commands,
 so `StackConfig` can point it at another RQ service (or at this one without the fix).
+`Stack` is the `local` backend (see `harness.backends`); `harness.docker_stack.DockerStack`
+realises the same `StackConfig` with containers.
 """
 
 from __future__ import annotations
@@ -25,11 +27,20 @@ from typing import Any
 import requests
 from redis import Redis
 
+from .backends import Unsupported
 from .processes import ManagedProcess, reap_leftovers, title_label
 from .proxy import TcpProxy
-from .readiness import http_ok, redis_pings, rq_worker_registered, wait_until
+from .readiness import NotReady, http_ok, redis_pings, rq_worker_registered, wait_until
 
-__all__ = ["StackConfig", "Stack", "WorkerHandle", "EnvironmentMissing", "find_redis_server", "new_run_id"]
+__all__ = [
+    "EnvironmentMissing",
+    "ServiceClient",
+    "Stack",
+    "StackConfig",
+    "WorkerHandle",
+    "find_redis_server",
+    "new_run_id",
+]
 
 TERMINAL = ("finished", "failed")
 
@@ -82,11 +93,17 @@ class StackConfig:
     log_dir: Path | None = None  # default: a temp dir removed at exit
     # Each worker reaches Redis through its own harness-owned TcpProxy (WorkerHandle.proxy), so a
     # fault can cut one worker off Redis (a network partition) while the API and others stay.
+    # Local only: the docker backend partitions with `docker network disconnect` instead.
     worker_redis_via_proxy: bool = False
+    # Docker: each worker container's memory limit (`mem_limit`), which the kernel enforces.
+    # Local: not enforced (no delegated cgroup here); the OOM fault's RSS watchdog plays the limit.
+    worker_mem_limit_mb: int | None = None
 
 
 @dataclass
 class WorkerHandle:
+    """A local worker: its process tree (a `harness.backends.WorkerControl`)."""
+
     name: str
     process: ManagedProcess
     proxy: TcpProxy | None = None  # set when StackConfig.worker_redis_via_proxy
@@ -98,9 +115,112 @@ class WorkerHandle:
     def horse_pids(self) -> list[int]:
         return [p.pid for p in self.process.children()]
 
+    def alive(self) -> bool:
+        return self.process.alive()
 
-class Stack:
+    def exit_code(self) -> int | None:
+        return self.process.proc.poll() if self.process.proc is not None else None
+
+    def wait_exit(self, timeout: float = 5.0) -> int | None:
+        proc = self.process.proc
+        if proc is not None:
+            try:
+                return proc.wait(timeout=timeout)
+            except Exception:  # noqa: BLE001 - stop() at teardown will finish it
+                pass
+        return self.exit_code()
+
+    def kill(self) -> dict[str, Any]:
+        """SIGKILL the whole tree, horse included (RQ's horse calls setpgrp: a group kill misses it)."""
+        pids = self.process.signal_tree(signal.SIGKILL)
+        return {"pids": pids, "exit_code": self.wait_exit()}
+
+    def kill_horse(self) -> list[int]:
+        hit = []
+        for pid in self.horse_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+                hit.append(pid)
+            except ProcessLookupError:
+                pass
+        return hit
+
+    def pause(self) -> dict[str, Any]:
+        return {"pids": self.process.signal_tree(signal.SIGSTOP)}
+
+    def resume(self) -> None:
+        self.process.signal_tree(signal.SIGCONT)
+
+    def terminate(self, grace_s: float = 30.0) -> dict[str, Any]:
+        """SIGTERM the parent only (what a platform sends on deploy); the service's own
+        SHUTDOWN_GRACE decides what happens next, and teardown kills whatever is left."""
+        if self.process.proc is None:
+            raise Unsupported(f"worker {self.name} was never started")
+        self.process.proc.send_signal(signal.SIGTERM)
+        return {"pid": self.pid}
+
+    def partition(self) -> dict[str, Any]:
+        if self.proxy is None:
+            raise Unsupported(f"worker {self.name} has no proxy in front of Redis (worker_redis_via_proxy=False)")
+        return {"connections_cut": self.proxy.cut()}
+
+    def heal_partition(self) -> None:
+        if self.proxy is not None:
+            self.proxy.restore()
+
+    def log_tail(self, lines: int = 30) -> str:
+        return self.process.log_tail(lines)
+
+
+class ServiceClient:
+    """Talking to the service over HTTP, the same on every backend (needs api_url and workers)."""
+
+    workers: list[Any]
+    admin_token: str
+
+    @property
+    def api_url(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def submit(self, rows: list[list[float]] | None = None, **body: Any) -> dict[str, Any]:
+        payload = {"model": "diabetes", "rows": rows or [[0.01] * 10], **body}
+        r = requests.post(f"{self.api_url}/analyze", json=payload, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        r = requests.get(f"{self.api_url}/jobs/{job_id}", timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def wait_status(self, job_id: str, statuses: tuple[str, ...], *, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        view: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            view = self.job(job_id)
+            if view["status"] in statuses:
+                return view
+            time.sleep(0.05)
+        raise TimeoutError(f"job {job_id} still {view.get('status')} after {timeout} s: {view}")
+
+    def wait_terminal(self, job_id: str, *, timeout: float = 60.0) -> dict[str, Any]:
+        return self.wait_status(job_id, TERMINAL, timeout=timeout)
+
+    def worker(self, name: str) -> Any:
+        for handle in self.workers:
+            if handle.name == name:
+                return handle
+        raise KeyError(f"no worker {name} in this stack")
+
+
+class Stack(ServiceClient):
     """Redis, the API and N workers as local processes, labelled with the run id."""
+
+    backend = "local"
 
     def __init__(self, config: StackConfig | None = None, *, run_id: str | None = None) -> None:
         self.config = config or StackConfig()
@@ -139,10 +259,6 @@ class Stack:
         if self._redis is None:
             self._redis = Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)
         return self._redis
-
-    @property
-    def admin_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.admin_token}"}
 
     def service_env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "PYTEST_"))}
@@ -190,7 +306,26 @@ class Stack:
         env = {**env, "HARNESS_PROC": name}
         return ManagedProcess(name, argv, env=env, log_dir=self.log_dir, run_id=self.run_id).start()
 
+    def _retry_port(self, start, attr: str, *, fixed: bool = False) -> None:
+        """free_port() is free when asked, not when bound: another process (or a parallel stack)
+        can take it in between. Retry on a fresh port when that is the failure, unless the
+        port must stay (a Redis restart)."""
+        for attempt in range(3):
+            try:
+                return start()
+            except NotReady as exc:
+                if fixed or attempt == 2 or "address already in use" not in str(exc).lower():
+                    raise
+                setattr(self, attr, free_port())
+
     def start_redis(self) -> None:
+        # A restart keeps its port: the API and the workers are connected to it.
+        self._retry_port(self._start_redis, "redis_port", fixed=self.redis_proc is not None)
+
+    def start_api(self) -> None:
+        self._retry_port(self._start_api, "api_port")
+
+    def _start_redis(self) -> None:
         argv = [
             find_redis_server(),
             "--port",
@@ -222,7 +357,7 @@ class Stack:
             alive=self.redis_proc.alive,
         )
 
-    def start_api(self) -> None:
+    def _start_api(self) -> None:
         self.api_proc = self._proc("api", list(self.config.api_cmd), self.service_env())
         self.startup_s["api"] = wait_until(
             http_ok(f"{self.api_url}/ping"),
@@ -260,13 +395,33 @@ class Stack:
             alive=handle.process.alive,
         )
 
+    def kill_redis(self) -> dict[str, Any]:
+        """SIGKILL Redis and wait until it is gone."""
+        if self.redis_proc is None:
+            raise Unsupported("the stack has no Redis process")
+        pids = self.redis_proc.signal_tree(signal.SIGKILL)
+        if self.redis_proc.proc is not None:
+            self.redis_proc.proc.wait(timeout=5)
+        return {"pids": pids}
+
     def restart_redis(self, *, down_s: float = 0.0) -> None:
         """SIGKILL Redis and start it again on the same port (data survives only with AOF)."""
-        assert self.redis_proc is not None
-        self.redis_proc.signal_tree(signal.SIGKILL)
-        self.redis_proc.proc.wait(timeout=5)  # type: ignore[union-attr]
+        self.kill_redis()
         time.sleep(down_s)
         self.start_redis()
+
+    def kill_api(self) -> dict[str, Any]:
+        """SIGKILL the API and wait until it is gone."""
+        if self.api_proc is None:
+            raise Unsupported("the stack has no API process")
+        pids = self.api_proc.signal_tree(signal.SIGKILL)
+        if self.api_proc.proc is not None:
+            self.api_proc.proc.wait(timeout=5)
+        return {"pids": pids}
+
+    def unsupported(self, fault: str) -> str | None:
+        """Every fault makes sense locally (redis-partition asks for worker_redis_via_proxy)."""
+        return None
 
     def stop(self) -> None:
         procs = [w.process for w in self.workers] + [p for p in (self.api_proc, self.redis_proc) if p]
@@ -283,35 +438,3 @@ class Stack:
         reap_leftovers(run_id=self.run_id)
         if self._own_dir:
             shutil.rmtree(self.log_dir, ignore_errors=True)
-
-    # -- talking to the service ---------------------------------------------------------------
-
-    def submit(self, rows: list[list[float]] | None = None, **body: Any) -> dict[str, Any]:
-        payload = {"model": "diabetes", "rows": rows or [[0.01] * 10], **body}
-        r = requests.post(f"{self.api_url}/analyze", json=payload, timeout=10)
-        r.raise_for_status()
-        return r.json()
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        r = requests.get(f"{self.api_url}/jobs/{job_id}", timeout=10)
-        r.raise_for_status()
-        return r.json()
-
-    def wait_status(self, job_id: str, statuses: tuple[str, ...], *, timeout: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        view: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            view = self.job(job_id)
-            if view["status"] in statuses:
-                return view
-            time.sleep(0.05)
-        raise TimeoutError(f"job {job_id} still {view.get('status')} after {timeout} s: {view}")
-
-    def wait_terminal(self, job_id: str, *, timeout: float = 60.0) -> dict[str, Any]:
-        return self.wait_status(job_id, TERMINAL, timeout=timeout)
-
-    def worker(self, name: str) -> WorkerHandle:
-        for handle in self.workers:
-            if handle.name == name:
-                return handle
-        raise KeyError(f"no worker {name} in this stack")
