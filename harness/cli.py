@@ -1,6 +1,7 @@
 """`harness`: run the chaos suite, or start a stack by hand.
 
     harness run   [--scenario NAME ...] [--fix bundled|none] [--seed N] [--report-dir DIR] ...
+    harness report DIR                                  re-render DIR/index.html from a saved run
     harness demo  start Redis + API + one worker, explain 5 rows, print the SHAP summary
     harness up [--workers N] [--fix bundled|none]      a local stack until Ctrl-C
     harness reproduce stuck-job                         the original incident, then the fix
@@ -109,6 +110,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.backend == "docker":  # no engine or images: exit 3 with the reason, before pytest
+        from .docker_stack import preflight
+
+        preflight()
     run_id = new_run_id()
     report_dir = Path(args.report_dir or Path("reports") / "out" / run_id).resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -143,13 +148,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = report_dir / "summary.json"
     if summary.exists():
         _print_summary(json.loads(summary.read_text()))
-    print(f"\nreport: {report_dir}")
+    page = report_dir / "index.html"
+    print(f"\nreport: {page if page.exists() else report_dir}")
     if rc == 5:
         print("harness: no scenario matched", file=sys.stderr)
         return EXIT_USAGE
     if rc in (3, 4):  # pytest: internal error / usage error
         return EXIT_USAGE
     return EXIT_OK if rc == 0 else EXIT_FAILED
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import ReportError, render
+
+    try:
+        path = render(args.dir)
+    except ReportError as exc:
+        print(f"harness: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"report: {path}")
+    return EXIT_OK
 
 
 def _print_summary(summary: dict) -> None:
@@ -178,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the chaos scenarios and write a report")
-    run.add_argument("--backend", default="local", choices=["local"])
+    run.add_argument("--backend", default="local", choices=["local", "docker"])
     run.add_argument("--scenario", action="append", metavar="NAME", help="run only this scenario (repeatable)")
     run.add_argument("--fix", default="bundled", choices=["bundled", "none"])
     run.add_argument("--profile", default="ci", choices=["ci", "soak"])
@@ -186,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, help="chaos seed (default: random, printed)")
     run.add_argument("--report-dir", help="where to write the report (default reports/out/<run-id>)")
     run.set_defaults(func=cmd_run)
+    report = sub.add_parser("report", help="re-render index.html from a saved run (a run's report directory)")
+    report.add_argument("dir", help="a run's report directory (holds summary.json)")
+    report.set_defaults(func=cmd_report)
     demo = sub.add_parser("demo", help="start a local stack and explain 5 rows")
     demo.set_defaults(func=cmd_demo)
     up = sub.add_parser("up", help="start a local stack and keep it up until Ctrl-C")
@@ -218,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_OK
     try:
-        find_redis_server()
+        if args.func is not cmd_report:  # re-rendering a saved run needs no Redis
+            find_redis_server()
         return int(args.func(args))
     except EnvironmentMissing as exc:
         print(f"harness: {exc}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """The pytest plugin (registered through the `pytest11` entry point): options, markers, fixtures.
 
-Options (one place): --backend, --profile ci|soak, --chaos-seed, --fix bundled|none,
+Options (one place): --backend local|docker, --profile ci|soak, --chaos-seed, --fix bundled|none,
 --report-dir. A scenario module only builds a `Scenario` and calls the `run_scenario` fixture;
 every result is added to the session's summary, written as ``<report-dir>/summary.json`` when
 the session ends. Every test that uses `run_scenario` gets a pytest-timeout unless it set one.
@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from .backends import BACKENDS
+from .progress import Progress
 from .stack import EnvironmentMissing, find_redis_server, new_run_id
 from .summary import RunSummary
 
@@ -28,12 +31,18 @@ MARKERS = {
 SCENARIO_TIMEOUT_S = {"ci": 150, "soak": 1200}
 
 _SUMMARY_KEY = pytest.StashKey[RunSummary]()
+_PROGRESS_KEY = pytest.StashKey[Progress]()
 _SETTINGS_KEY = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "chaos harness")
-    group.addoption("--backend", default="local", choices=["local"], help="how stacks are realised")
+    group.addoption(
+        "--backend",
+        default="local",
+        choices=list(BACKENDS),
+        help="how stacks are realised: local processes (default) or docker containers (testcontainers)",
+    )
     group.addoption(
         "--fix", default="bundled", choices=["bundled", "none"], help="recovery layer under test (none = stock RQ)"
     )
@@ -106,6 +115,81 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.timeout(timeout))
 
 
+def _is_scenario(item: pytest.Item) -> bool:
+    return "run_scenario" in getattr(item, "fixturenames", ())
+
+
+class _ProgressPlugin:
+    """Registered when scenarios were collected: drives `Progress` from pytest's hooks."""
+
+    def __init__(self, config: pytest.Config, progress: Progress, nodeids: set[str]) -> None:
+        self.config = config
+        self.progress = progress
+        self.nodeids = nodeids
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config):
+        """Scenario tests print their own result line, not pytest's dot, in quiet modes."""
+        if config.get_verbosity() > 0 or report.nodeid not in self.nodeids or hasattr(report, "wasxfail"):
+            return None
+        if report.when == "call":  # no letter; the word still names the outcome in the short summary
+            return report.outcome, "", report.outcome.upper()
+        return None  # setup/teardown: pytest's own (nothing when they pass, "E" when they error)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple) -> None:
+        if nodeid in self.nodeids:  # outside output capture, after pytest wrote its own prefix
+            self.progress.start(str(location[2]).removeprefix("test_").replace("_", "-"))
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        outcome = yield
+        if item.nodeid not in self.nodeids:
+            return
+        rep = outcome.get_result()
+        if rep.when == "call" or rep.failed or rep.skipped:
+            self.progress.set_outcome(rep.outcome)
+        if rep.skipped and isinstance(rep.longrepr, tuple) and len(rep.longrepr) == 3:
+            self.progress.set_note(str(rep.longrepr[2]).removeprefix("Skipped: "))
+        if rep.when == "teardown":
+            self.progress.finish()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Progress for the scenarios: a live line on a terminal, plain lines otherwise."""
+    config = session.config
+    scenarios = {item.nodeid for item in session.items if _is_scenario(item)}
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if not scenarios or reporter is None or config.option.collectonly:
+        return
+    tw = reporter._tw
+    try:
+        # Our own handle on the terminal: pytest captures fd 1 while a test runs.
+        fd = os.dup(getattr(tw, "_file", sys.stdout).fileno())
+        out = os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="replace")
+    except (AttributeError, OSError, ValueError):
+        return
+    tty = os.isatty(fd)
+    progress = Progress(
+        total=len(scenarios),
+        out=out,
+        live=tty and config.get_verbosity() <= 0,
+        colour=tty and not os.environ.get("NO_COLOR"),
+        before_line=tw.flush,
+    )
+    config.stash[_PROGRESS_KEY] = progress
+    config.pluginmanager.register(_ProgressPlugin(config, progress, scenarios), "harness-progress")
+    config.add_cleanup(out.close)
+
+
+def _progress_for(config: pytest.Config, nodeid: str) -> Progress | None:
+    progress = config.stash.get(_PROGRESS_KEY, None)
+    plugin = config.pluginmanager.get_plugin("harness-progress")
+    if progress is None or plugin is None or nodeid not in plugin.nodeids:
+        return None
+    return progress
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     summary = session.config.stash.get(_SUMMARY_KEY, None)
     if summary is not None and summary.scenarios:
@@ -113,10 +197,54 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(f"chaos summary: {path}")
+        page = _write_report(session.config)
+        if reporter is not None and page is not None:
+            reporter.write_line(f"chaos report: {page}")
+
+
+def _write_report(config: pytest.Config) -> Path | None:
+    """env.json and index.html beside summary.json; a report bug never hides the test results."""
+    s = _settings(config)
+    try:
+        from .report import collect_environment, render, write_environment
+        from .scenario import PROFILES
+
+        selected = bool(config.getoption("keyword", "") or config.getoption("markexpr", ""))
+        env = collect_environment(
+            backend=s["backend"],
+            seed=s["seed"],
+            fix=s["fix"],
+            profile=s["profile"],
+            profile_env=PROFILES[s["profile"]].env,
+            scenarios_selected=selected,
+            repair_cmd=s["repair_cmd"],
+        )
+        write_environment(s["report_dir"], env)
+        return render(s["report_dir"])
+    except Exception as exc:  # noqa: BLE001 - the run's verdicts stand without the page
+        print(f"harness: warning: the HTML report was not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
 
 
 def _summary(config: pytest.Config) -> RunSummary:
     return config.stash[_SUMMARY_KEY]
+
+
+def _progress_feed(progress: Progress, scenario, settings: dict) -> Callable:
+    """`on_history` for run_scenario: the live history plus the planned jobs and faults."""
+    from .scenario import PROFILES
+
+    try:
+        scale = PROFILES[settings["profile"]].job_scale
+        jobs = scenario.workload.scaled(scale).jobs if scale != 1 else scenario.workload.jobs
+        faults = len(scenario.schedule(settings["seed"]))
+    except Exception:  # noqa: BLE001 - progress is best effort
+        jobs = faults = None
+
+    def feed(history) -> None:
+        progress.attach(history, name=scenario.name, jobs=jobs, faults=faults)
+
+    return feed
 
 
 def _broken_entry(scenario) -> dict:
@@ -145,19 +273,56 @@ def chaos_settings(pytestconfig: pytest.Config) -> dict:
     return dict(_settings(pytestconfig))
 
 
-@pytest.fixture
-def run_scenario(pytestconfig: pytest.Config, redis_server_binary: str) -> Callable:
-    """`run_scenario(scenario) -> ScenarioResult`, with this session's fix, seed and profile.
+def docker_required() -> bool:
+    """CI=true or HARNESS_REQUIRE_DOCKER=1: a missing Docker engine is a failure, not a skip."""
+    return os.environ.get("CI", "").lower() == "true" or os.environ.get("HARNESS_REQUIRE_DOCKER") == "1"
 
-    The result goes into summary.json; the test asserts on `result.passed`.
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[None]:
+    """The docker backend's session guard: an engine answers, the images exist, pulls raise.
+
+    No engine: skip with how to enable it, or fail under CI=true / HARNESS_REQUIRE_DOCKER=1.
+    Missing images: fail with the build command. Leftovers of dead runs are removed first.
+    """
+    from .docker_stack import HOW_TO_ENABLE, docker_problem, reap_leftovers  # sets RYUK_DISABLED
+
+    problem = docker_problem()
+    if problem:
+        message = f"docker backend: {problem}; to enable: {HOW_TO_ENABLE}"
+        if docker_required():
+            pytest.fail(f"Docker required (CI=true or HARNESS_REQUIRE_DOCKER=1): {message}", pytrace=False)
+        pytest.skip(message)
+    from . import images
+
+    restore = images.forbid_pulls()
+    try:
+        try:
+            images.require_images([images.service_image(), images.redis_image()])
+        except images.ImagesMissing as exc:
+            pytest.fail(f"docker backend: {exc}", pytrace=False)
+        reap_leftovers()
+        yield
+    finally:
+        restore()
+
+
+@pytest.fixture
+def run_scenario(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Callable:
+    """`run_scenario(scenario) -> ScenarioResult`, with this session's backend, fix, seed and profile.
+
+    The result goes into summary.json; the test asserts on `result.passed`. A scenario that makes
+    no sense on the session's backend is skipped with the reason.
     """
     from .scenario import run_scenario as run
 
     s = _settings(pytestconfig)
+    request.getfixturevalue("docker_engine" if s["backend"] == "docker" else "redis_server_binary")
 
     def runner(scenario, **overrides):
-        if s["backend"] not in scenario.backends:
-            pytest.skip(f"scenario {scenario.name} does not support backend {s['backend']}")
+        reason = scenario.skip_reason(s["backend"])
+        if reason is not None:
+            pytest.skip(reason)
         kwargs = {
             "fix": s["fix"],
             "seed": s["seed"],
@@ -167,6 +332,9 @@ def run_scenario(pytestconfig: pytest.Config, redis_server_binary: str) -> Calla
             "repair_cmd": s["repair_cmd"],
             "run_id": s["run_id"],
         }
+        progress = _progress_for(pytestconfig, request.node.nodeid)
+        if progress is not None and "on_history" not in overrides:
+            kwargs["on_history"] = _progress_feed(progress, scenario, s)
         kwargs.update(overrides)
         try:
             result = run(scenario, **kwargs)
@@ -175,6 +343,8 @@ def run_scenario(pytestconfig: pytest.Config, redis_server_binary: str) -> Calla
             _summary(pytestconfig).add(_broken_entry(scenario))
             raise
         _summary(pytestconfig).add(result)
+        if progress is not None:
+            progress.set_result(result)
         return result
 
     return runner

@@ -96,9 +96,15 @@ class ManagedProcess:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 pass
-        # The tree may outlive the parent (RQ's horse): kill whatever is left.
+        # The tree may outlive the parent (RQ's horse): kill whatever is left. Match the run id too:
+        # stacks started side by side in one process (threads) all have a "redis" and an "api".
+        run_id = self.env[RUN_ID_ENV]
         for proc in _labelled(
-            lambda env: env.get(OWNER_ENV) == str(os.getpid()) and env.get("HARNESS_PROC") == self.name
+            lambda env: (
+                env.get(OWNER_ENV) == str(os.getpid())
+                and env.get(RUN_ID_ENV) == run_id
+                and env.get("HARNESS_PROC") == self.name
+            )
         ):
             try:
                 proc.kill()

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import random
 import shlex
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backends import Backend, make_stack
 from .checkers import (
     AllTerminal,
     Duplicates,
@@ -56,6 +59,9 @@ __all__ = [
     "recovery_bound_s",
     "run_scenario",
 ]
+
+#: `diagnose-worker --json` output captured at the deadline when jobs are stuck (in <report-dir>/<scenario>/).
+DIAGNOSE_FILE = "diagnose.json"
 
 #: Schedule entry time meaning "as soon as a job runs". Every fault waits for a running
 #: target anyway; a number means "not before this many seconds into the run".
@@ -155,7 +161,7 @@ class Scenario:
     settle_s: float = 2.0  # after healing, before the final read (a resumed zombie acts)
     slack_s: float | None = None  # default: the slowest job's clean run + DEFAULT_SLACK_S
     checkers: tuple[str, ...] = ("all_terminal", "no_lost", "duplicates", "result_correct", "recovery_time")
-    backends: tuple[str, ...] = ("local",)
+    backends: tuple[str, ...] = ("local", "docker")  # where it makes sense (see skip_reason)
     fault: str | None = None  # how reports name the fault; default: the scheduled faults' labels
 
     def __post_init__(self) -> None:
@@ -175,11 +181,28 @@ class Scenario:
         out.sort(key=lambda e: e[0])
         return out
 
-    def fault_names(self) -> str:
+    def fault_pool(self) -> list[Fault]:
+        """Every fault this scenario may inject (a nemesis' pool, or the fixed schedule's)."""
+        pool = getattr(self.faults, "pool", None) if callable(self.faults) else [f for _, f in self.faults]
+        return list(pool or ())
+
+    def skip_reason(self, backend: str) -> str | None:
+        """Why this scenario makes no sense on `backend` (None: it does).
+
+        The scenario's `backends`, and each fault's optional `backends` class attribute."""
+        if backend not in self.backends:
+            return f"scenario {self.name} runs on backends {', '.join(self.backends)}, not {backend}"
+        for f in self.fault_pool():
+            allowed = getattr(f, "backends", None)
+            if allowed is not None and backend not in allowed:
+                return f"fault {f.name} has no {backend} form (it runs on {', '.join(allowed)})"
+        return None
+
+    def fault_names(self, backend: str | None = None) -> str:
         if self.fault:
             return self.fault
-        pool = getattr(self.faults, "pool", None) if callable(self.faults) else [f for _, f in self.faults]
-        labels = list(dict.fromkeys(fault_label(f) for f in pool or ()))
+        pool = self.fault_pool()
+        labels = list(dict.fromkeys(fault_label(f, backend) for f in pool))
         if callable(self.faults):
             return "nemesis: " + ", ".join(labels)
         return ", ".join(labels) or "none"
@@ -291,7 +314,8 @@ class _Nemesis:
                 self.injected.append(fault)  # it may have half-happened: heal it too
                 continue
             job_id = data.pop("job_id", None)
-            ctx.history.record(FAULT_INJECTED, job_id, fault=fault.name, label=fault_label(fault), **data)
+            label = fault_label(fault, ctx.backend)
+            ctx.history.record(FAULT_INJECTED, job_id, fault=fault.name, label=label, **data)
             self.injected.append(fault)
             for_s = getattr(fault, "for_s", None)
             if for_s is not None:
@@ -307,7 +331,8 @@ class _Nemesis:
             self._healed.add(id(fault))
             try:
                 fault.heal(self.ctx)
-                self.ctx.history.record(FAULT_HEALED, fault=fault.name, label=fault_label(fault))
+                label = fault_label(fault, self.ctx.backend)
+                self.ctx.history.record(FAULT_HEALED, fault=fault.name, label=label)
             except Exception as exc:  # noqa: BLE001
                 self.ctx.note(f"fault {fault.name} failed to heal: {type(exc).__name__}: {exc}", fault=fault.name)
 
@@ -325,7 +350,7 @@ class _Repairer:
     `cmd` may use {redis_url} and {queue}; each run's exit code and output tail is a note.
     """
 
-    def __init__(self, cmd: str, stack: Stack, history: History, *, every_s: float) -> None:
+    def __init__(self, cmd: str, stack: Backend, history: History, *, every_s: float) -> None:
         self.argv = shlex.split(cmd.format(redis_url=stack.redis_url, queue=stack.config.queue))
         self.history = history
         self.every_s = every_s
@@ -349,13 +374,48 @@ class _Repairer:
                 self.history.record(NOTE, text=f"repair command failed: {type(exc).__name__}: {exc}")
 
 
-def _note_exited_workers(stack: Stack, ctx: FaultContext, history: History) -> None:
+def _redis_version(stack: Backend) -> str | None:
+    try:
+        return str(stack.redis.info("server").get("redis_version"))
+    except Exception:  # noqa: BLE001 - only shown in the report
+        return None
+
+
+def _capture_diagnosis(stack: Backend, history: History, path: Path) -> None:
+    """At the deadline, when jobs are not finished/failed: `diagnose-worker --json` (read-only)
+    into `path`. The report shows it beside the stuck jobs' event trails; the service is seen
+    only through its own CLI. Never raises: a missing diagnosis must not break the run."""
+    try:
+        if not AllTerminal().check(history).details.get("stuck"):
+            return
+    except Exception:  # noqa: BLE001
+        return
+    try:
+        argv = [sys.executable, "-m", "shap_service.diagnose_worker", "--redis-url", stack.redis_url]
+        argv += ["--queue", stack.config.queue, "--json"]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        try:
+            report: Any = json.loads(out.stdout)
+        except ValueError:
+            report = {"stdout": out.stdout[-4000:]}
+        data = {"exit_code": out.returncode, "report": report, "stderr": out.stderr[-2000:]}
+    except Exception as exc:  # noqa: BLE001 - a missing diagnosis must not break the run
+        data = {"error": f"{type(exc).__name__}: {exc}"}
+    data["t"] = history.record(NOTE, text="diagnose-worker --json captured: jobs not ended at the deadline").t
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    except OSError:
+        pass
+
+
+def _note_exited_workers(stack: Backend, ctx: FaultContext, history: History) -> None:
     """Workers that died without a fault aimed at them (e.g. RQ quitting on a Redis error)."""
     for handle in stack.workers:
         with ctx.lock:
             held = handle.name in ctx.held
-        if not held and not handle.process.alive():
-            code = handle.process.proc.poll() if handle.process.proc is not None else None
+        if not held and not handle.alive():
+            code = handle.exit_code()
             history.record(NOTE, text=f"worker {handle.name} exited on its own (exit code {code})", worker=handle.name)
 
 
@@ -447,7 +507,7 @@ def _count(verdicts: dict[str, Verdict], name: str, key: str, *, length: bool = 
 
 
 def _run_in(
-    stack: Stack,
+    stack: Backend,
     history: History,
     *,
     scenario: Scenario,
@@ -459,6 +519,7 @@ def _run_in(
     deadline_s: float,
     repair_cmd: str | None,
     repair_every_s: float,
+    diagnose_path: Path | None = None,
 ) -> None:
     """The run itself on a started stack: workload + nemesis, then the final phase."""
     history.record(
@@ -468,7 +529,10 @@ def _run_in(
         seed=str(seed),
         profile=prof.name,
         workers=[w.name for w in stack.workers],
-        schedule=[[at, fault_label(f)] for at, f in schedule],
+        schedule=[[at, fault_label(f, getattr(stack, "backend", "local"))] for at, f in schedule],
+        backend=getattr(stack, "backend", "local"),
+        env=scenario.env_for(prof),
+        redis_version=_redis_version(stack),
     )
     seed_s = f"{seed}:{scenario.name}"
     deadline = time.monotonic() + deadline_s
@@ -493,6 +557,8 @@ def _run_in(
         run.stop()
         ctx.stop.set()  # faults still waiting for a target give up
         nem.join()
+        if diagnose_path is not None:  # before healing: what an operator would see at the deadline
+            _capture_diagnosis(stack, history, diagnose_path)
         nem.heal_all()  # final phase: heal everything, then let the stack settle
     history.record(NOTE, text="final phase: faults healed")
     time.sleep(scenario.settle_s)
@@ -509,15 +575,19 @@ def run_scenario(
     seed: int | str = 0,
     report_dir: Path | str | None = None,
     profile: Profile | str = "ci",
-    stack_factory: Callable[[StackConfig], Stack] | None = None,
+    stack_factory: Callable[[StackConfig], Stack | Backend] | None = None,
     backend: str = "local",
     repair_cmd: str | None = None,
     repair_every_s: float = 2.0,
     run_id: str | None = None,
+    on_history: Callable[[History], None] | None = None,
 ) -> ScenarioResult:
-    """Run `scenario` against a fresh stack and judge it; saves history.jsonl in report_dir."""
-    if backend not in scenario.backends:
-        raise ValueError(f"scenario {scenario.name} supports backends {scenario.backends}, not {backend!r}")
+    """Run `scenario` against a fresh stack and judge it; saves history.jsonl in report_dir.
+
+    `on_history` is called with the live History as soon as it exists (progress displays)."""
+    reason = scenario.skip_reason(backend)
+    if reason is not None:
+        raise ValueError(reason)
     prof = PROFILES[profile] if isinstance(profile, str) else profile
     workload = scenario.workload.scaled(prof.job_scale) if prof.job_scale != 1 else scenario.workload
     deadline_s = scenario.deadline_s * prof.deadline_scale
@@ -527,7 +597,7 @@ def run_scenario(
     config = scenario.stack_config(fix=fix, profile=prof, log_dir=log_dir)
     # Every process is labelled "<run id>.<scenario>": a whole run's leftovers are found by prefix.
     stack_id = f"{run_id or new_run_id()}.{scenario.name}"
-    factory = stack_factory or (lambda cfg: Stack(cfg, run_id=stack_id))
+    factory = stack_factory or (lambda cfg: make_stack(backend, cfg, run_id=stack_id))
     bound = scenario.bound_s(prof)
     t0 = time.monotonic()
     stack = factory(config)
@@ -536,6 +606,8 @@ def run_scenario(
     try:
         with stack:
             history = History()  # t = 0 once the stack is ready
+            if on_history is not None:
+                on_history(history)
             _run_in(
                 stack,
                 history,
@@ -548,6 +620,7 @@ def run_scenario(
                 deadline_s=deadline_s,
                 repair_cmd=repair_cmd,
                 repair_every_s=repair_every_s,
+                diagnose_path=out_dir / DIAGNOSE_FILE if out_dir is not None else None,
             )
     finally:
         if history is not None and history_path is not None:  # kept also when the run broke off
@@ -578,7 +651,7 @@ def run_scenario(
     recovery = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in recovery.items()}
     return ScenarioResult(
         name=scenario.name,
-        fault=scenario.fault_names(),
+        fault=scenario.fault_names(backend),
         fix=fix,
         seed=str(seed),
         overall=overall,

@@ -307,7 +307,9 @@ class WorkloadRun:
                 key = _view_key(view)
                 if key != last:
                     last = key
-                    self.history.record(STATUS, job_id, status=key[0], attempts=key[1], worker=key[2])
+                    self.history.record(
+                        STATUS, job_id, status=key[0], attempts=key[1], worker=key[2], **_view_extras(view)
+                    )
                 if view.get("status") in TERMINAL_STATUSES:
                     self._record_terminal(job_id, view)
                     return
@@ -328,6 +330,7 @@ class WorkloadRun:
             "result": view.get("result"),
             "error": view.get("error"),
             "recovery": view.get("recovery"),
+            **{k: v for k, v in _view_extras(view).items() if k != "recovery"},
             "late_completions": int(view.get("late_completions_rejected") or 0),
             # times the job was started (stock RQ counts none: unknown, not 1)
             "executions": attempts if attempts else None,
@@ -368,6 +371,9 @@ class WorkloadRun:
                     worker=view.get("worker"),
                     late_completions=late,
                     final=True,
+                    last_heartbeat_at=view.get("last_heartbeat_at"),
+                    started_at=view.get("started_at"),
+                    **_view_extras(view),
                 )
                 with self._lock:
                     before = self._terminal.get(job_id)
@@ -382,6 +388,23 @@ class WorkloadRun:
                     self._record_terminal(job_id, view, final=True)
         finally:
             session.close()
+
+
+def _view_extras(view: Mapping[str, Any]) -> dict[str, Any]:
+    """What reports show beside a status: the recovery reason, who recovered the job, peak RSS.
+
+    Only keys the service reported, so that histories stay compact."""
+    out: dict[str, Any] = {}
+    if view.get("recovery"):
+        out["recovery"] = view["recovery"]
+    if view.get("recovered_by"):
+        out["recovered_by"] = view["recovered_by"]
+    facts = view.get("facts")
+    if isinstance(facts, Mapping):
+        for key in ("peak_rss_bytes", "duration_s", "cause"):
+            if facts.get(key) is not None:
+                out[key] = facts[key]
+    return out
 
 
 def _error_text(r: requests.Response) -> str:

@@ -1,0 +1,796 @@
+"""The docker backend: the same Stack (Redis + API + N workers) as containers, via testcontainers.
+
+    with DockerStack(StackConfig(workers=2)) as stack:      # or make_stack("docker", config)
+        job_id = stack.submit(rows)["job_id"]
+        stack.wait_terminal(job_id)
+
+* One Docker network per run; Redis is reachable inside it by the alias `redis`, and the API and
+  workers get `REDIS_URL=redis://redis:6379/0`. The host reaches Redis and the API only through
+  ports mapped to 127.0.0.1 (fixed for the stack's life, so a restarted container keeps them).
+* Redis: `redis-server --protected-mode no --appendonly yes --dir /data`, /data on a named
+  volume of the run (the AOF survives `docker kill` + `docker start`).
+* API: `shap-api` with HOST=0.0.0.0; workers: `shap-worker --name <name>`, CHAOS_HOOKS=1, the
+  profile's settings, `mem_limit` = `StackConfig.worker_mem_limit_mb` (no swap).
+* Never a pull: `TESTCONTAINERS_RYUK_DISABLED=true` is set before testcontainers is imported,
+  `images.forbid_pulls()` is active while the stack lives, and `images.require_images` runs
+  before anything starts (missing images: `DockerUnavailable` naming the build command).
+* Cleanup replaces Ryuk: every container, the network and the volume carry `harness.run=<run
+  id>`, `harness.managed=true` and `harness.owner=<host>:<pid>:<start time>`; `stop()` removes
+  them (also after a failed start, on an exception or Ctrl-C inside the `with`; SIGTERM is
+  turned into KeyboardInterrupt while the stack lives), and every new stack first removes the
+  leftovers of runs whose owner process is gone (`reap_leftovers`).
+* Readiness: Redis PING through the mapped port, API `GET /ping`, each worker registered in RQ.
+* Docker events of the run's containers (oom, die, kill, pause, ...) are collected while the
+  stack lives (`container_events`) and saved as `docker-events.jsonl` beside the container logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+# Before testcontainers is imported anywhere: its Ryuk reaper would be pulled from Docker Hub.
+os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+
+import psutil  # noqa: E402
+from redis import Redis  # noqa: E402
+
+from . import images  # noqa: E402
+from .backends import Unsupported  # noqa: E402
+from .readiness import http_ok, redis_pings, rq_worker_registered, wait_until  # noqa: E402
+from .stack import EnvironmentMissing, ServiceClient, StackConfig, free_port, new_run_id  # noqa: E402
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.network import Network
+
+__all__ = [
+    "LABEL_MANAGED",
+    "LABEL_OWNER",
+    "LABEL_RUN",
+    "DockerStack",
+    "DockerUnavailable",
+    "DockerWorker",
+    "docker_problem",
+    "preflight",
+    "reap_leftovers",
+    "remove_run",
+    "run_objects",
+]
+
+LABEL_RUN = "harness.run"
+LABEL_MANAGED = "harness.managed"
+LABEL_OWNER = "harness.owner"
+LABEL_ROLE = "harness.role"
+LABEL_NAME = "harness.name"
+
+#: Ports inside the containers.
+REDIS_PORT = 6379
+API_PORT = 8000
+#: How the containers reach Redis on the run's network.
+REDIS_ALIAS = "redis"
+
+HOW_TO_ENABLE = (
+    "start an engine and build the images with scripts/ci_docker.sh (or `harness images build --offline` "
+    "once an engine answers), and pip install -e '.[docker]'"
+)
+
+
+class DockerUnavailable(EnvironmentMissing):
+    """No Docker engine answers, the SDK is missing, or the images are not built (exit code 3)."""
+
+
+def docker_problem(timeout: float = 5.0) -> str | None:
+    """Why the docker backend cannot run here (SDK, CLI, engine), or None when it can."""
+    try:
+        import docker
+        import testcontainers  # noqa: F401
+    except ImportError as exc:
+        return f"the docker extra is not installed ({exc.name}); pip install -e '.[docker]'"
+    if not shutil.which("docker"):
+        return "the docker CLI is not installed"
+    try:
+        client = docker.from_env(timeout=timeout)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 - any failure means: no engine
+        return f"no Docker engine answers ({type(exc).__name__})"
+    return None
+
+
+def preflight(service_image: str | None = None, redis_image: str | None = None) -> tuple[str, str]:
+    """An engine answers and both images exist on it (never pulls); returns the image names.
+
+    Raises DockerUnavailable (an EnvironmentMissing: exit code 3 in the CLI) naming what to do.
+    """
+    problem = docker_problem()
+    if problem:
+        raise DockerUnavailable(f"docker backend: {problem}; to enable: {HOW_TO_ENABLE}")
+    service_image = service_image or images.service_image()
+    redis_image = redis_image or images.redis_image()
+    try:
+        images.require_images([service_image, redis_image])
+    except images.ImagesMissing as exc:
+        raise DockerUnavailable(f"docker backend: {exc}") from None
+    return service_image, redis_image
+
+
+def _owner() -> str:
+    me = psutil.Process()
+    return f"{socket.gethostname()}:{me.pid}:{me.create_time():.0f}"
+
+
+def _owner_gone(owner: str | None) -> bool:
+    """True for an owner label of this host whose process no longer exists."""
+    if not owner:
+        return True  # unlabelled harness object: no one owns it
+    host, _, rest = owner.partition(":")
+    pid_s, _, started = rest.partition(":")
+    if host != socket.gethostname():
+        return False  # another machine's run on a shared engine: not ours to judge
+    try:
+        proc = psutil.Process(int(pid_s))
+        return started != "" and f"{proc.create_time():.0f}" != started
+    except (psutil.NoSuchProcess, ValueError):
+        return True
+
+
+def _remove_where(client: DockerClient, keep: Callable[[dict[str, str]], bool]) -> list[str]:
+    """Remove containers, then networks, then volumes labelled harness.run unless `keep(labels)`."""
+    removed: list[str] = []
+    flt = {"label": [LABEL_RUN, f"{LABEL_MANAGED}=true"]}
+    for c in client.containers.list(all=True, filters=flt):
+        if keep(c.labels):
+            continue
+        try:
+            if c.status == "paused":
+                c.unpause()
+            c.remove(force=True, v=True)
+            removed.append(f"container {c.name}")
+        except Exception:  # noqa: BLE001 - gone meanwhile
+            pass
+    for n in client.networks.list(filters=flt):
+        if keep(n.attrs.get("Labels") or {}):
+            continue
+        try:
+            n.remove()
+            removed.append(f"network {n.name}")
+        except Exception:  # noqa: BLE001
+            pass
+    for v in client.volumes.list(filters=flt):
+        if keep(v.attrs.get("Labels") or {}):
+            continue
+        try:
+            v.remove(force=True)
+            removed.append(f"volume {v.name}")
+        except Exception:  # noqa: BLE001
+            pass
+    return removed
+
+
+def reap_leftovers(client: DockerClient | None = None) -> list[str]:
+    """Remove what earlier runs left behind (their owner process is gone): Ryuk's job, by label."""
+    import docker
+
+    client = client or docker.from_env()
+    return _remove_where(client, lambda labels: not _owner_gone(labels.get(LABEL_OWNER)))
+
+
+def remove_run(run_id: str, client: DockerClient | None = None) -> list[str]:
+    """Remove every container, network and volume labelled `harness.run=<run_id>`."""
+    import docker
+
+    client = client or docker.from_env()
+    return _remove_where(client, lambda labels: labels.get(LABEL_RUN) != run_id)
+
+
+def run_objects(run_id: str, client: DockerClient | None = None) -> list[str]:
+    """What still exists with `harness.run=<run_id>` (containers, networks, volumes)."""
+    import docker
+
+    client = client or docker.from_env()
+    flt = {"label": f"{LABEL_RUN}={run_id}"}
+    found = [f"container {c.name}" for c in client.containers.list(all=True, filters=flt)]
+    found += [f"network {n.name}" for n in client.networks.list(filters=flt)]
+    found += [f"volume {v.name}" for v in client.volumes.list(filters=flt)]
+    return found
+
+
+# One exec script per need; the image has a POSIX sh but not necessarily procps.
+#: Children of the worker parent (PID 1 of the container): the work-horse(s). `docker exec`
+#: processes have PPID 0 inside the container's pid namespace, so they never match.
+_HORSES = 'for d in /proc/[0-9]*; do set -- $(cat "$d/stat" 2>/dev/null); [ "$4" = 1 ] && echo "$1"; done; true'
+_KILL_HORSES = (
+    'for d in /proc/[0-9]*; do set -- $(cat "$d/stat" 2>/dev/null); '
+    '[ "$4" = 1 ] && kill -9 "$1" 2>/dev/null && echo "$1"; done; true'
+)
+
+
+class _Box:
+    """One container of the stack: its testcontainers object and how to talk about it."""
+
+    def __init__(self, name: str, container: DockerContainer) -> None:
+        self.name = name
+        self.tc = container
+
+    @property
+    def raw(self) -> Any:
+        return self.tc.get_wrapped_container()
+
+    @property
+    def started(self) -> bool:
+        return self.tc._container is not None
+
+    def reload(self) -> Any:
+        raw = self.raw
+        raw.reload()
+        return raw
+
+    def status(self) -> str:
+        try:
+            return str(self.reload().status)
+        except Exception:  # noqa: BLE001 - removed
+            return "removed"
+
+    def state(self) -> dict[str, Any]:
+        try:
+            raw = self.reload()
+        except Exception:  # noqa: BLE001
+            return {"status": "removed"}
+        st = raw.attrs.get("State", {})
+        return {
+            "id": raw.short_id,
+            "status": raw.status,
+            "oom_killed": st.get("OOMKilled"),
+            "exit_code": st.get("ExitCode"),
+            "pid": st.get("Pid"),
+        }
+
+    def alive(self) -> bool:
+        return self.started and self.status() in ("running", "paused", "restarting")
+
+    def wait_exit(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.state()
+            if state["status"] in ("exited", "dead", "removed"):
+                return state.get("exit_code")
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+    def kill(self) -> dict[str, Any]:
+        """`docker kill` (SIGKILL to PID 1: the kernel then kills every process of the container)."""
+        raw = self.raw
+        if raw.status == "paused" or self.status() == "paused":
+            raw.unpause()  # a frozen process cannot die until thawed
+        raw.kill()
+        code = self.wait_exit(10)
+        return {"container": raw.short_id, "signal": "SIGKILL", "exit_code": code}
+
+    def start_again(self) -> None:
+        self.raw.start()
+
+    def exec_sh(self, script: str, *, user: str = "0") -> str:
+        result = self.raw.exec_run(["sh", "-c", script], user=user)
+        if result.exit_code != 0:
+            raise Unsupported(f"docker exec in {self.name} failed ({result.exit_code}): {result.output[-300:]!r}")
+        return result.output.decode(errors="replace")
+
+    def logs(self, lines: int | None = None) -> str:
+        try:
+            raw = self.raw.logs(tail=lines) if lines else self.raw.logs()
+            return raw.decode(errors="replace")
+        except Exception as exc:  # noqa: BLE001
+            return f"(no logs: {type(exc).__name__})"
+
+    def remove(self) -> None:
+        if not self.started:
+            return
+        try:
+            if self.status() == "paused":
+                self.raw.unpause()
+            self.tc.stop(force=True, delete_volume=True)
+        except Exception:  # noqa: BLE001 - gone already; remove_run sweeps anyway
+            pass
+
+
+class DockerWorker:
+    """A worker container (a `harness.backends.WorkerControl`)."""
+
+    def __init__(self, name: str, box: _Box, stack: DockerStack, mem_limit_mb: int | None) -> None:
+        self.name = name
+        self.box = box
+        self.stack = stack
+        self.mem_limit_mb = mem_limit_mb
+        self._stopper: threading.Thread | None = None
+        self._starter: threading.Thread | None = None
+        self._start_error: BaseException | None = None
+        self._t0 = time.monotonic()
+
+    def _launch(self) -> None:
+        """Create and start the container on a thread: a restart must not delay the fault's record."""
+
+        def run() -> None:
+            try:
+                self.box.tc.start()
+            except BaseException as exc:  # noqa: BLE001 - raised by wait_started
+                self._start_error = exc
+
+        self._starter = threading.Thread(target=run, name=f"docker-start-{self.name}", daemon=True)
+        self._starter.start()
+
+    def wait_started(self, timeout: float = 60.0) -> None:
+        """The container exists and was started (raises what starting it raised)."""
+        if self._starter is not None:
+            self._starter.join(timeout)
+            if self._starter.is_alive():
+                raise TimeoutError(f"starting container {self.name} took over {timeout:.0f} s")
+        if self._start_error is not None:
+            raise self._start_error
+
+    def __repr__(self) -> str:
+        return f"DockerWorker({self.name!r})"
+
+    @property
+    def container_id(self) -> str:
+        return str(self.box.raw.id)
+
+    def alive(self) -> bool:
+        if self._starter is not None and self._starter.is_alive():
+            return True  # being started: it will run (readiness waits for it)
+        return self.box.alive()
+
+    def state(self) -> dict[str, Any]:
+        """Container id, status, State.OOMKilled, exit code, host pid of PID 1."""
+        return self.box.state()
+
+    def exit_code(self) -> int | None:
+        state = self.box.state()
+        return state.get("exit_code") if state["status"] in ("exited", "dead") else None
+
+    def wait_exit(self, timeout: float = 5.0) -> int | None:
+        return self.box.wait_exit(timeout)
+
+    def horse_pids(self) -> list[int]:
+        if self.box.status() != "running":
+            return []
+        try:
+            return [int(p) for p in self.box.exec_sh(_HORSES).split()]
+        except Exception:  # noqa: BLE001 - exited meanwhile
+            return []
+
+    def kill(self) -> dict[str, Any]:
+        return self.box.kill()
+
+    def kill_horse(self) -> list[int]:
+        """`docker exec` (as root) a `kill -9` of PID 1's children: the horse only."""
+        return [int(p) for p in self.box.exec_sh(_KILL_HORSES).split()]
+
+    def pause(self) -> dict[str, Any]:
+        self.box.raw.pause()
+        return {"container": self.box.raw.short_id, "how": "docker pause"}
+
+    def resume(self) -> None:
+        if self.box.status() == "paused":
+            self.box.raw.unpause()
+
+    def terminate(self, grace_s: float = 30.0) -> dict[str, Any]:
+        """`docker stop -t grace_s` in the background: SIGTERM now, SIGKILL after the grace."""
+        raw = self.box.raw
+
+        def stop() -> None:
+            try:
+                raw.stop(timeout=int(grace_s))
+            except Exception:  # noqa: BLE001 - removed at teardown meanwhile
+                pass
+
+        self._stopper = threading.Thread(target=stop, name=f"docker-stop-{self.name}", daemon=True)
+        self._stopper.start()
+        return {"container": raw.short_id, "how": f"docker stop -t {int(grace_s)}"}
+
+    def partition(self) -> dict[str, Any]:
+        """`docker network disconnect`: the container has no route to Redis (nor anything else)."""
+        self.stack.network_client().disconnect(self.container_id, force=True)
+        return {"container": self.box.raw.short_id, "how": "docker network disconnect"}
+
+    def heal_partition(self) -> None:
+        net = self.stack.network_client()
+        net.reload()
+        if self.container_id not in {c.id for c in net.containers}:
+            net.connect(self.container_id, aliases=[self.name])
+
+    def log_tail(self, lines: int = 30) -> str:
+        return self.box.logs(lines)
+
+
+class DockerStack(ServiceClient):
+    """Redis, the API and N workers as containers on a per-run network, labelled with the run id."""
+
+    backend = "docker"
+
+    def __init__(
+        self,
+        config: StackConfig | None = None,
+        *,
+        run_id: str | None = None,
+        service_image: str | None = None,
+        redis_image: str | None = None,
+        api_command: Sequence[str] = ("shap-api",),
+        worker_command: Sequence[str] = ("shap-worker",),
+    ) -> None:
+        self.config = config or StackConfig()
+        self.run_id = run_id or new_run_id()
+        self._own_dir = self.config.log_dir is None
+        self.log_dir = Path(self.config.log_dir or tempfile.mkdtemp(prefix=f"harness-{self.run_id}-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.admin_token = secrets.token_urlsafe(16)
+        self.service_image = service_image
+        self.redis_image = redis_image
+        self.api_command = tuple(api_command)
+        self.worker_command = tuple(worker_command)
+        self.redis_port = 0
+        self.api_port = 0
+        self.workers: list[DockerWorker] = []
+        self.startup_s: dict[str, float] = {}
+        self.redis_box: _Box | None = None
+        self.api_box: _Box | None = None
+        self._worker_seq = 0
+        self._redis: Redis | None = None
+        self._client: DockerClient | None = None
+        self._network: Network | None = None
+        self._volume: Any = None
+        self._labels = {LABEL_RUN: self.run_id, LABEL_MANAGED: "true", LABEL_OWNER: _owner()}
+        self._token = secrets.token_hex(3)  # worker names: w1-<token>, unique across runs
+        self._events: list[dict[str, Any]] = []
+        self._events_lock = threading.Lock()
+        self._event_stream: Any = None
+        self._event_thread: threading.Thread | None = None
+        self._restore_pulls: Callable[[], None] | None = None
+        self._old_sigterm: Any = None
+        self._api_t0 = 0.0
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def prefix(self) -> str:
+        return f"harness-{self.run_id}"
+
+    @property
+    def redis_url(self) -> str:
+        auth = f":{self.config.redis_password}@" if self.config.redis_password else ""
+        return f"redis://{auth}127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def internal_redis_url(self) -> str:
+        """Redis as the containers reach it (network alias)."""
+        auth = f":{self.config.redis_password}@" if self.config.redis_password else ""
+        return f"redis://{auth}{REDIS_ALIAS}:{REDIS_PORT}/0"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            self._redis = Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)
+        return self._redis
+
+    @property
+    def client(self) -> DockerClient:
+        if self._client is None:
+            import docker
+
+            self._client = docker.from_env()
+        return self._client
+
+    def network_client(self) -> Any:
+        """The docker SDK's object for this run's network."""
+        assert self._network is not None, "the stack is not started"
+        return self._network._unwrap_network
+
+    def service_env(self, **extra: str) -> dict[str, str]:
+        env = {
+            "REDIS_URL": self.internal_redis_url,
+            "QUEUE_NAME": self.config.queue,
+            "ADMIN_TOKEN": self.admin_token,
+            "PORT": str(API_PORT),
+            "HOST": "0.0.0.0",
+            "CHAOS_HOOKS": "1" if self.config.chaos_hooks else "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+        if self.config.fix == "none":
+            env["API_SWEEPER"] = "0"  # stock RQ: nothing of the fix may run anywhere
+        env.update(self.config.env)
+        env.update(extra)
+        return env
+
+    def unsupported(self, fault: str) -> str | None:
+        """Every fault has a container form (see harness.faults)."""
+        return None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> DockerStack:
+        self._sigterm_as_interrupt()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _sigterm_as_interrupt(self) -> None:
+        """While the stack lives, SIGTERM unwinds like Ctrl-C, so the `with` removes everything."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+
+        def interrupt(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        self._old_sigterm = signal.signal(signal.SIGTERM, interrupt)
+
+    def preflight(self) -> None:
+        """Engine answers and both images exist locally; raises DockerUnavailable otherwise."""
+        self.service_image, self.redis_image = preflight(self.service_image, self.redis_image)
+
+    def start(self) -> DockerStack:
+        from testcontainers.core.config import testcontainers_config
+        from testcontainers.core.network import Network
+
+        testcontainers_config.ryuk_disabled = True  # also when the env was read before us
+        self._restore_pulls = images.forbid_pulls()
+        self.preflight()
+        reap_leftovers(self.client)
+        t0 = time.monotonic()
+        self._watch_events()
+        network = Network(docker_network_kw={"labels": dict(self._labels)})
+        network.name = self.prefix
+        self._network = network.create()
+        self._volume = self.client.volumes.create(name=f"{self.prefix}-redis-data", labels=dict(self._labels))
+        self.redis_port = free_port()
+        self.api_port = free_port()
+        self.start_redis()
+        self._create_api()
+        for _ in range(self.config.workers):
+            self.add_worker(wait=False)
+        self._wait_api()
+        for handle in self.workers:
+            self._wait_worker(handle)
+        self.startup_s["total"] = time.monotonic() - t0
+        return self
+
+    def _container(self, role: str, name: str, command: Sequence[str], **kwargs: Any) -> _Box:
+        from testcontainers.core.container import DockerContainer
+
+        image = self.redis_image if role == "redis" else self.service_image
+        assert image is not None and self._network is not None
+        labels = {**self._labels, LABEL_ROLE: role, LABEL_NAME: name}
+        container = DockerContainer(
+            image,
+            command=list(command),  # type: ignore[arg-type]  # the SDK takes an argv list
+            name=f"{self.prefix}-{name}",
+            network=self._network,
+            network_aliases=[name],
+            labels=labels,
+            **kwargs,
+        )
+        return _Box(name, container)
+
+    def start_redis(self) -> None:
+        """Create and start the Redis container, or start it again after `kill_redis`."""
+        t0 = time.monotonic()
+        if self.redis_box is None:
+            argv = ["redis-server", "--port", str(REDIS_PORT), "--protected-mode", "no", "--dir", "/data"]
+            argv += ["--appendonly", "yes" if self.config.redis_aof else "no", "--appendfsync", "always"]
+            argv += ["--save", ""]
+            if self.config.redis_password:
+                argv += ["--requirepass", self.config.redis_password]
+            box = self._container("redis", REDIS_ALIAS, argv, volumes=[(self._volume.name, "/data", "rw")])
+            box.tc.ports[f"{REDIS_PORT}/tcp"] = ("127.0.0.1", self.redis_port)  # type: ignore[assignment]
+            self.redis_box = box
+            box.tc.start()
+        else:
+            self.redis_box.start_again()
+        box = self.redis_box
+        wait_until(
+            redis_pings(self.redis_url),
+            what="redis container",
+            timeout=20,
+            log_tail=lambda: box.logs(30),
+            alive=box.alive,
+        )
+        self.startup_s["redis"] = time.monotonic() - t0
+
+    def kill_redis(self) -> dict[str, Any]:
+        if self.redis_box is None:
+            raise Unsupported("the stack has no Redis container")
+        return self.redis_box.kill()
+
+    def restart_redis(self, *, down_s: float = 0.0) -> None:
+        """`docker kill` + `docker start` of Redis (data survives only with the AOF)."""
+        self.kill_redis()
+        time.sleep(down_s)
+        self.start_redis()
+
+    def _create_api(self) -> None:
+        self._api_t0 = time.monotonic()
+        if self.api_box is None:
+            box = self._container("api", "api", self.api_command, env=self.service_env())
+            box.tc.ports[f"{API_PORT}/tcp"] = ("127.0.0.1", self.api_port)  # type: ignore[assignment]
+            self.api_box = box
+            box.tc.start()
+        else:
+            self.api_box.start_again()
+
+    def _wait_api(self) -> None:
+        box = self.api_box
+        assert box is not None
+        wait_until(
+            http_ok(f"{self.api_url}/ping"),
+            what="api container",
+            timeout=self.config.ready_timeout,
+            log_tail=lambda: box.logs(30),
+            alive=box.alive,
+        )
+        self.startup_s["api"] = time.monotonic() - self._api_t0
+
+    def start_api(self) -> None:
+        """Create and start the API container, or start it again after `kill_api`."""
+        self._create_api()
+        self._wait_api()
+
+    def kill_api(self) -> dict[str, Any]:
+        if self.api_box is None:
+            raise Unsupported("the stack has no API container")
+        return self.api_box.kill()
+
+    def add_worker(
+        self, *, wait: bool = True, fix: str | None = None, env: dict[str, str] | None = None
+    ) -> DockerWorker:
+        self._worker_seq += 1
+        name = f"w{self._worker_seq}-{self._token}"
+        argv = [*self.worker_command, "--name", name]
+        if (fix or self.config.fix) == "none":
+            argv += ["--fix", "none"]
+        limit = self.config.worker_mem_limit_mb
+        kwargs: dict[str, Any] = {}
+        if limit:
+            kwargs.update(mem_limit=f"{limit}m", memswap_limit=f"{limit}m")  # no swap: a hard limit
+        box = self._container("worker", name, argv, env=self.service_env(**(env or {})), **kwargs)
+        handle = DockerWorker(name, box, self, limit)
+        self.workers.append(handle)
+        handle._launch()
+        if wait:
+            self._wait_worker(handle)
+        return handle
+
+    def _wait_worker(self, handle: DockerWorker) -> None:
+        handle.wait_started(self.config.ready_timeout)
+        wait_until(
+            rq_worker_registered(self.redis, handle.name),
+            what=f"worker container {handle.name}",
+            timeout=self.config.ready_timeout,
+            log_tail=lambda: handle.log_tail(30),
+            alive=handle.alive,
+        )
+        self.startup_s[handle.name] = time.monotonic() - handle._t0
+
+    # -- docker events -----------------------------------------------------------------------
+
+    def _watch_events(self) -> None:
+        stream = self.client.events(decode=True, filters={"type": "container", "label": f"{LABEL_RUN}={self.run_id}"})
+        self._event_stream = stream
+
+        def pump() -> None:
+            try:
+                for e in stream:
+                    attrs = (e.get("Actor") or {}).get("Attributes") or {}
+                    event = {
+                        "t": time.monotonic(),
+                        "time": e.get("timeNano", 0) / 1e9,
+                        "action": str(e.get("Action", "")).split(":", 1)[0],
+                        "container": str(e.get("id", ""))[:12],
+                        "name": attrs.get(LABEL_NAME),
+                        "role": attrs.get(LABEL_ROLE),
+                        "worker": attrs.get(LABEL_NAME) if attrs.get(LABEL_ROLE) == "worker" else None,
+                    }
+                    for key in ("exitCode", "signal"):
+                        if key in attrs:
+                            event[key] = attrs[key]
+                    with self._events_lock:
+                        self._events.append(event)
+            except Exception:  # noqa: BLE001 - the stream is closed at stop()
+                pass
+
+        self._event_thread = threading.Thread(target=pump, name=f"docker-events-{self.run_id}", daemon=True)
+        self._event_thread.start()
+
+    def container_events_count(self) -> int:
+        with self._events_lock:
+            return len(self._events)
+
+    def container_events(self, *, since: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Docker events of this run's containers from index `since` on, and the next index."""
+        with self._events_lock:
+            return list(self._events[since:]), len(self._events)
+
+    # -- teardown ----------------------------------------------------------------------------
+
+    def _boxes(self) -> list[_Box]:
+        return [w.box for w in self.workers] + [b for b in (self.api_box, self.redis_box) if b is not None]
+
+    def save_logs(self) -> None:
+        """Every container's log, and the docker events, into log_dir."""
+        for box in self._boxes():
+            if box.started:
+                (self.log_dir / f"{box.name}.log").write_text(box.logs(), encoding="utf-8")
+        with self._events_lock:
+            events = list(self._events)
+        with open(self.log_dir / "docker-events.jsonl", "w", encoding="utf-8") as fh:
+            for e in events:
+                fh.write(json.dumps(e) + "\n")
+
+    def stop(self) -> None:
+        """Remove every container, the network and the volume of this run (idempotent)."""
+        try:
+            if not self._own_dir and self._client is not None:
+                with contextlib.suppress(Exception):
+                    self.save_logs()
+            for w in self.workers:
+                if w._starter is not None:
+                    w._starter.join(60)  # a container created after the removal would leak
+            boxes = self._boxes()
+            if boxes:
+                with ThreadPoolExecutor(max_workers=len(boxes)) as pool:
+                    list(pool.map(lambda b: b.remove(), boxes))
+            if self._network is not None:
+                with contextlib.suppress(Exception):
+                    self._network.remove()
+            if self._volume is not None:
+                with contextlib.suppress(Exception):
+                    self._volume.remove(force=True)
+            if self._client is not None:
+                remove_run(self.run_id, self._client)  # whatever a half-done start left
+        finally:
+            if self._event_stream is not None:
+                with contextlib.suppress(Exception):
+                    self._event_stream.close()
+            if self._redis is not None:
+                self._redis.close()
+                self._redis = None
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+            if self._restore_pulls is not None:
+                self._restore_pulls()
+                self._restore_pulls = None
+            if self._old_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._old_sigterm)
+                self._old_sigterm = None
+            if self._own_dir:
+                shutil.rmtree(self.log_dir, ignore_errors=True)
+            self.redis_box = self.api_box = None
+            self.workers = []
+            self._network = self._volume = None
