@@ -31,6 +31,7 @@ __all__ = [
     "AllTerminal",
     "Checker",
     "Duplicates",
+    "ExpectedOutcome",
     "NoLost",
     "RecoveryTime",
     "ResultCorrect",
@@ -422,6 +423,35 @@ class Reexecutions:
         return Verdict(self.name, not unexplained, {"unexplained": unexplained, "jobs": len(executions)})
 
 
+class ExpectedOutcome:
+    """Each job ends the way its kind says: a valid request finishes, a hanging one fails.
+
+    all_terminal accepts `failed` as an ending; this one catches a recovery layer that fails
+    good jobs (gives up too early, or keeps killing live work until attempts run out). Kinds
+    come from the workload's `accepted` events (`job_kind`); unknown kinds are not judged.
+    """
+
+    name = "expected_outcome"
+    EXPECTED = {"light": "finished", "heavy": "finished", "slow": "finished", "hang": "failed"}
+
+    def check(self, history: History) -> Verdict:
+        kinds: dict[str, str] = {}
+        final: dict[str, str] = {}
+        for e in history.events:
+            if e.kind == ACCEPTED and e.job_id is not None and e.data.get("job_kind"):
+                kinds[e.job_id] = str(e.data["job_kind"])
+            elif e.kind == TERMINAL and e.job_id is not None:
+                final[e.job_id] = str(e.data.get("status"))
+        wrong = {
+            j: {"kind": k, "expected": self.EXPECTED[k], "got": final[j]}
+            for j, k in kinds.items()
+            if k in self.EXPECTED and j in final and final[j] != self.EXPECTED[k]
+        }
+        return Verdict(
+            self.name, not wrong, {"wrong": wrong, "judged": sum(k in self.EXPECTED for k in kinds.values())}
+        )
+
+
 def default_checkers(*, bound_s: float) -> list[Checker]:
     """The standard suite for a chaos run."""
     return [
@@ -429,6 +459,7 @@ def default_checkers(*, bound_s: float) -> list[Checker]:
         NoLost(),
         Duplicates(),
         Reexecutions(),
+        ExpectedOutcome(),
         ResultCorrect(),
         RecoveryTime(bound_s=bound_s),
     ]

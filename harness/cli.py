@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run the chaos scenarios and write a report")
     run.add_argument("--backend", default="local", choices=["local", "docker"])
     run.add_argument("--scenario", action="append", metavar="NAME", help="run only this scenario (repeatable)")
-    run.add_argument("--fix", default="bundled", choices=["bundled", "none"])
+    run.add_argument("--fix", default="bundled", help="bundled (default), none (stock RQ), or a mutant (see README)")
     run.add_argument("--profile", default="ci", choices=["ci", "soak"])
     run.add_argument("--repair-cmd", help="external repair command run every few seconds ({redis_url}, {queue})")
     run.add_argument("--seed", type=int, help="chaos seed (default: random, printed)")

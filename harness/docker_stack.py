@@ -515,8 +515,9 @@ class DockerStack(ServiceClient):
             "CHAOS_HOOKS": "1" if self.config.chaos_hooks else "0",
             "PYTHONUNBUFFERED": "1",
         }
-        if self.config.fix == "none":
-            env["API_SWEEPER"] = "0"  # stock RQ: nothing of the fix may run anywhere
+        if self.config.fix != "bundled":
+            # Stock RQ or a deliberately broken layer: the workers' layer is judged alone.
+            env["API_SWEEPER"] = "0"
         env.update(self.config.env)
         env.update(extra)
         return env
@@ -672,8 +673,8 @@ class DockerStack(ServiceClient):
         self._worker_seq += 1
         name = f"w{self._worker_seq}-{self._token}"
         argv = [*self.worker_command, "--name", name]
-        if (fix or self.config.fix) == "none":
-            argv += ["--fix", "none"]
+        if (fix or self.config.fix) != "bundled":
+            argv += ["--fix", fix or self.config.fix]
         limit = self.config.worker_mem_limit_mb
         kwargs: dict[str, Any] = {}
         if limit:

@@ -119,10 +119,11 @@ def running_jobs(redis: Any, queue: str, *, fix: str = "bundled") -> list[Runnin
             continue
         if fix != "none":
             state, tracked_worker = (_s(v) for v in redis.hmget(f"shap:track:{job_id}", "state", "worker"))
-            if state is not None:
-                if state != "running":
-                    continue  # completing, or presumed dead and being recovered
+            if state in ("completing", "recovering", "finished", "failed"):
+                continue  # writing its outcome, or presumed dead and being recovered
+            if state == "running":
                 worker = tracked_worker or worker
+            # "queued" in the fix's track but started in RQ: a worker without the fix runs it.
         if worker:
             out.append(Running(worker, job_id))
     return out

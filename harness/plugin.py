@@ -44,7 +44,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="how stacks are realised: local processes (default) or docker containers (testcontainers)",
     )
     group.addoption(
-        "--fix", default="bundled", choices=["bundled", "none"], help="recovery layer under test (none = stock RQ)"
+        "--fix",
+        default="bundled",
+        help="recovery layer under test, passed to the worker command as --fix: bundled (default), none (stock RQ),"
+        " or a deliberately broken one (shap-worker --help lists them)",
     )
     group.addoption(
         "--profile",

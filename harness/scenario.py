@@ -160,7 +160,15 @@ class Scenario:
     deadline_s: float = 25.0  # the workload stops here; the final phase follows
     settle_s: float = 2.0  # after healing, before the final read (a resumed zombie acts)
     slack_s: float | None = None  # default: the slowest job's clean run + DEFAULT_SLACK_S
-    checkers: tuple[str, ...] = ("all_terminal", "no_lost", "duplicates", "result_correct", "recovery_time")
+    checkers: tuple[str, ...] = (
+        "all_terminal",
+        "no_lost",
+        "duplicates",
+        "reexecutions",
+        "expected_outcome",
+        "result_correct",
+        "recovery_time",
+    )
     backends: tuple[str, ...] = ("local", "docker")  # where it makes sense (see skip_reason)
     fault: str | None = None  # how reports name the fault; default: the scheduled faults' labels
 

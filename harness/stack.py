@@ -271,8 +271,9 @@ class Stack(ServiceClient):
             CHAOS_HOOKS="1" if self.config.chaos_hooks else "0",
             PYTHONUNBUFFERED="1",
         )
-        if self.config.fix == "none":
-            env["API_SWEEPER"] = "0"  # stock RQ: nothing of the fix may run anywhere
+        if self.config.fix != "bundled":
+            # Stock RQ or a deliberately broken layer: the workers' layer is judged alone.
+            env["API_SWEEPER"] = "0"
         env.update(self.config.env)
         env.update(extra)
         return env
@@ -373,8 +374,8 @@ class Stack(ServiceClient):
         self._worker_seq += 1
         name = f"w{self._worker_seq}-{self.run_id[-6:]}"
         argv = [*self.config.worker_cmd, "--name", name]
-        if (fix or self.config.fix) == "none":
-            argv += ["--fix", "none"]
+        if (fix or self.config.fix) != "bundled":
+            argv += ["--fix", fix or self.config.fix]
         env = dict(env or {})
         proxy = None
         if self.config.worker_redis_via_proxy:

@@ -114,6 +114,7 @@ def test_checkers_satisfy_protocol() -> None:
         "no_lost",
         "duplicates",
         "reexecutions",
+        "expected_outcome",
         "result_correct",
         "recovery_time",
     ]
@@ -122,7 +123,7 @@ def test_checkers_satisfy_protocol() -> None:
 
 def test_healthy_run_passes_every_default_checker() -> None:
     overall, verdicts = compose(default_checkers(bound_s=5.0), healthy_run())
-    assert [v.status for v in verdicts] == ["pass"] * 6
+    assert [v.status for v in verdicts] == ["pass"] * 7
     assert overall.valid is True
     assert overall.details["pass"] == [v.name for v in verdicts]
 
@@ -532,6 +533,7 @@ def test_compose_fails_overall_when_one_checker_fails() -> None:
         "no_lost": "pass",
         "duplicates": "pass",
         "reexecutions": "pass",
+        "expected_outcome": "pass",
         "result_correct": "pass",
         "recovery_time": "fail",
     }
@@ -588,3 +590,20 @@ def test_reexecution_beyond_the_faults_fails_and_a_global_fault_hits_every_open_
     assert _reexec_history(executions=3, fault_on="j1").valid is False
     assert _reexec_history(executions=2, fault_on=None, global_fault=True).valid is True
     assert _reexec_history(executions=2, fault_on="j2").valid is False  # the fault hit another job
+
+
+def test_expected_outcome_fails_a_good_job_that_failed_and_a_hang_that_finished():
+    from harness.checkers import ExpectedOutcome
+
+    h = History(clock=iter(float(i) for i in range(100)).__next__)
+    for job_id, kind, status in (
+        ("a", "light", "finished"),
+        ("b", "slow", "failed"),
+        ("c", "hang", "finished"),
+        ("d", "hungry", "failed"),
+        ("e", "hang", "failed"),
+    ):
+        h.record("accepted", job_id=job_id, job_kind=kind)
+        h.record("terminal", job_id=job_id, status=status)
+    v = ExpectedOutcome().check(h)
+    assert v.valid is False and set(v.details["wrong"]) == {"b", "c"} and v.details["judged"] == 4

@@ -66,7 +66,7 @@ def test_up_serves_until_interrupted_and_leaves_nothing():
 
 def test_usage_errors_exit_2_with_a_message():
     out = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", "--fix", "bogus"],
+        [sys.executable, "-m", "harness.cli", "run", "--profile", "bogus"],
         capture_output=True,
         text=True,
         timeout=30,
