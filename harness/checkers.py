@@ -397,18 +397,24 @@ class Reexecutions:
     means the recovery layer took a live job (a sweeper that cannot tell slow from dead), or
     two sweepers both requeued a dead one. A fault that names a job hits that job; one that
     names none hits every job accepted and not yet terminal at that time (generous on purpose).
+    Jobs whose own kind is the fault (a job that hangs or eats memory is retried by design)
+    are not judged.
     """
 
     name = "reexecutions"
+    SELF_FAULTING = ("hang", "hungry")
 
     def check(self, history: History) -> Verdict:
         accepted: dict[str, None] = {}
         done: set[str] = set()
         hits: dict[str, int] = {}
         executions: dict[str, int] = {}
+        exempt: set[str] = set()
         for e in history.events:
             if e.kind == ACCEPTED and e.job_id is not None:
                 accepted.setdefault(e.job_id, None)
+                if e.data.get("job_kind") in self.SELF_FAULTING:
+                    exempt.add(e.job_id)
             elif e.kind == TERMINAL and e.job_id is not None:
                 if e.data.get("status") in TERMINAL_STATUSES:
                     done.add(e.job_id)
@@ -418,7 +424,9 @@ class Reexecutions:
                 for job_id in [target] if target is not None else [j for j in accepted if j not in done]:
                     hits[job_id] = hits.get(job_id, 0) + 1
         unexplained = {
-            j: {"executions": n, "faults": hits.get(j, 0)} for j, n in executions.items() if n > 1 + hits.get(j, 0)
+            j: {"executions": n, "faults": hits.get(j, 0)}
+            for j, n in executions.items()
+            if n > 1 + hits.get(j, 0) and j not in exempt
         }
         return Verdict(self.name, not unexplained, {"unexplained": unexplained, "jobs": len(executions)})
 

@@ -607,3 +607,15 @@ def test_expected_outcome_fails_a_good_job_that_failed_and_a_hang_that_finished(
         h.record("terminal", job_id=job_id, status=status)
     v = ExpectedOutcome().check(h)
     assert v.valid is False and set(v.details["wrong"]) == {"b", "c"} and v.details["judged"] == 4
+
+
+def test_reexecution_of_a_job_that_hangs_by_itself_is_not_judged():
+    from harness.checkers import Reexecutions
+
+    h = History(clock=iter(float(i) for i in range(100)).__next__)
+    h.record("accepted", job_id="h", job_kind="hang")
+    h.record("accepted", job_id="s", job_kind="slow")
+    h.record("terminal", job_id="h", status="failed", executions=2)
+    h.record("terminal", job_id="s", status="finished", executions=2)
+    v = Reexecutions().check(h)
+    assert v.valid is False and set(v.details["unexplained"]) == {"s"}
