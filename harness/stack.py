@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,6 +89,7 @@ class StackConfig:
     env: dict[str, str] = field(default_factory=dict)  # extra settings for API and workers
     redis_aof: bool = False
     redis_password: str = ""
+    redis_tls: bool = False  # Redis speaks only TLS (rediss://, a CA made for the run)
     chaos_hooks: bool = True
     ready_timeout: float = 60.0
     log_dir: Path | None = None  # default: a temp dir removed at exit
@@ -242,13 +244,73 @@ class Stack(ServiceClient):
 
     @property
     def redis_url(self) -> str:
-        auth = f":{self.config.redis_password}@" if self.config.redis_password else ""
-        return f"redis://{auth}127.0.0.1:{self.redis_port}/0"
+        return self.redis_url_via(self.redis_port)
 
     def redis_url_via(self, port: int) -> str:
         """The Redis URL with another port (a proxy in front of Redis)."""
         auth = f":{self.config.redis_password}@" if self.config.redis_password else ""
+        if self.config.redis_tls:
+            return f"rediss://{auth}127.0.0.1:{port}/0?ssl_ca_certs={self._tls_files()['ca']}"
         return f"redis://{auth}127.0.0.1:{port}/0"
+
+    def _tls_files(self) -> dict[str, Path]:
+        """A CA and a server certificate for 127.0.0.1, made once per stack with openssl."""
+        d = self.log_dir / "tls"
+        files = {"ca": d / "ca.crt", "cert": d / "redis.crt", "key": d / "redis.key"}
+        if files["cert"].exists():
+            return files
+        if not shutil.which("openssl"):
+            raise EnvironmentMissing("redis_tls needs openssl to make a certificate (apt-get install openssl)")
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        for argv in (
+            [
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=harness test CA",
+            ],
+            [
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "redis.key",
+                "-out",
+                "redis.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+            [
+                "x509",
+                "-req",
+                "-in",
+                "redis.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "redis.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+        ):
+            subprocess.run(["openssl", *argv], cwd=d, check=True, capture_output=True)
+        return files
 
     @property
     def api_url(self) -> str:
@@ -349,6 +411,22 @@ class Stack(ServiceClient):
         ]
         if self.config.redis_password:
             argv += ["--requirepass", self.config.redis_password]
+        if self.config.redis_tls:
+            tls = self._tls_files()
+            port = argv.index("--port") + 1
+            argv[port] = "0"  # no plain-text port at all
+            argv += [
+                "--tls-port",
+                str(self.redis_port),
+                "--tls-cert-file",
+                str(tls["cert"]),
+                "--tls-key-file",
+                str(tls["key"]),
+                "--tls-ca-cert-file",
+                str(tls["ca"]),
+                "--tls-auth-clients",
+                "no",
+            ]
         self.redis_proc = self._proc("redis", argv, dict(os.environ))
         self.startup_s["redis"] = wait_until(
             redis_pings(self.redis_url),

@@ -54,3 +54,14 @@ def test_redis_with_a_password_end_to_end(stack_factory):
     for handle in [*stack.workers]:
         assert "s3cret-pw" not in handle.process.log_path.read_text()
     assert "s3cret-pw" not in stack.api_proc.log_path.read_text()
+
+
+def test_redis_over_tls_with_a_password_end_to_end(stack_factory):
+    stack = stack_factory(workers=1, redis_tls=True, redis_password="tls-pw")
+    assert stack.redis_url.startswith("rediss://:tls-pw@")
+    view = stack.wait_terminal(stack.submit()["job_id"])
+    assert view["status"] == "finished" and view["attempts"] == 1
+    # Only TLS is served: a plain-text client cannot even talk to it.
+    plain = Redis(host="127.0.0.1", port=stack.redis_port, password="tls-pw", socket_timeout=2)
+    with pytest.raises(Exception):  # noqa: B017 - connection reset / protocol error, by client version
+        plain.ping()
