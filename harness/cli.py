@@ -144,7 +144,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.scenario and len(args.scenario) > 1:
         argv += ["-k", " or ".join(n.replace("-", "_") for n in args.scenario)]
     print("$ " + shlex.join(argv), flush=True)
-    rc = subprocess.call(argv, env={**os.environ, "HARNESS_RUN_ID_HINT": run_id})
+    # Not subprocess.call: on Ctrl-C it SIGKILLs pytest, whose teardown is what removes the
+    # stacks. pytest got the same SIGINT (same process group); let it finish cleaning up.
+    child = subprocess.Popen(argv, env={**os.environ, "HARNESS_RUN_ID_HINT": run_id})
+    try:
+        rc = child.wait()
+    except KeyboardInterrupt:
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+        raise
     summary = report_dir / "summary.json"
     if summary.exists():
         _print_summary(json.loads(summary.read_text()))
