@@ -139,6 +139,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--chaos-seed", str(args.seed)]
     if args.repair_cmd:
         argv += ["--repair-cmd", args.repair_cmd]
+    for flag in ("api_cmd", "worker_cmd", "queue"):
+        if getattr(args, flag):
+            argv += ["--" + flag.replace("_", "-"), getattr(args, flag)]
     for name in args.scenario or []:
         argv += ["-k", name.replace("-", "_")] if len(args.scenario) == 1 else []
     if args.scenario and len(args.scenario) > 1:
@@ -210,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--scenario", action="append", metavar="NAME", help="run only this scenario (repeatable)")
     run.add_argument("--fix", default="bundled", help="bundled (default), none (stock RQ), or a mutant (see README)")
     run.add_argument("--profile", default="ci", choices=["ci", "soak"])
+    run.add_argument("--api-cmd", help="command that starts the API (default: [tool.harness] in pyproject.toml)")
+    run.add_argument("--worker-cmd", help="command that starts a worker; the harness appends --name N")
+    run.add_argument("--queue", help="RQ queue of the service under test")
     run.add_argument("--repair-cmd", help="external repair command run every few seconds ({redis_url}, {queue})")
     run.add_argument("--seed", type=int, help="chaos seed (default: random, printed)")
     run.add_argument("--report-dir", help="where to write the report (default reports/out/<run-id>)")

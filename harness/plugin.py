@@ -18,7 +18,7 @@ import pytest
 
 from .backends import BACKENDS
 from .progress import Progress
-from .stack import EnvironmentMissing, find_redis_server, new_run_id
+from .stack import EnvironmentMissing, find_redis_server, new_run_id, services_from
 from .summary import RunSummary
 
 #: Markers this plugin uses; pyproject.toml declares the same (keep both in step).
@@ -62,6 +62,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="seed for workloads and fault schedules (default: random, shown in the header)",
     )
     group.addoption("--report-dir", default=None, help="where reports go (default: reports/out/<run-id>)")
+    group.addoption("--api-cmd", default=None, help="command that starts the API (default: [tool.harness] api_cmd)")
+    group.addoption(
+        "--worker-cmd", default=None, help="command that starts a worker; gets --name N (default: [tool.harness])"
+    )
+    group.addoption("--queue", default=None, help="RQ queue of the service under test (default: [tool.harness])")
     group.addoption(
         "--repair-cmd",
         default=None,
@@ -88,6 +93,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "fix": config.getoption("--fix", "bundled"),
         "profile": config.getoption("--profile", "ci"),
         "repair_cmd": config.getoption("--repair-cmd", None),
+        "services": services_from(
+            Path(config.rootpath) / "pyproject.toml",
+            api_cmd=config.getoption("--api-cmd", None),
+            worker_cmd=config.getoption("--worker-cmd", None),
+            queue=config.getoption("--queue", None),
+        ),
     }
     # Created now so that started_at / duration_s cover the whole session.
     config.stash[_SUMMARY_KEY] = RunSummary(
@@ -334,6 +345,7 @@ def run_scenario(pytestconfig: pytest.Config, request: pytest.FixtureRequest) ->
             "backend": s["backend"],
             "repair_cmd": s["repair_cmd"],
             "run_id": s["run_id"],
+            "services": s["services"],
         }
         progress = _progress_for(pytestconfig, request.node.nodeid)
         if progress is not None and "on_history" not in overrides:

@@ -589,6 +589,7 @@ def run_scenario(
     repair_every_s: float = 2.0,
     run_id: str | None = None,
     on_history: Callable[[History], None] | None = None,
+    services: dict[str, Any] | None = None,
 ) -> ScenarioResult:
     """Run `scenario` against a fresh stack and judge it; saves history.jsonl in report_dir.
 
@@ -603,6 +604,8 @@ def run_scenario(
     out_dir = Path(report_dir) / scenario.name if report_dir is not None else None
     log_dir = out_dir / "logs" if out_dir is not None else None
     config = scenario.stack_config(fix=fix, profile=prof, log_dir=log_dir)
+    if services:  # another service's commands / queue ([tool.harness], --api-cmd ...)
+        config = dataclasses.replace(config, **services)
     # Every process is labelled "<run id>.<scenario>": a whole run's leftovers are found by prefix.
     stack_id = f"{run_id or new_run_id()}.{scenario.name}"
     factory = stack_factory or (lambda cfg: make_stack(backend, cfg, run_id=stack_id))

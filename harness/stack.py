@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +102,25 @@ class StackConfig:
     # Docker: each worker container's memory limit (`mem_limit`), which the kernel enforces.
     # Local: not enforced (no delegated cgroup here); the OOM fault's RSS watchdog plays the limit.
     worker_mem_limit_mb: int | None = None
+
+
+def services_from(
+    pyproject: Path | None, *, api_cmd: str | None = None, worker_cmd: str | None = None, queue: str | None = None
+) -> dict[str, Any]:
+    """StackConfig fields naming the service under test: `[tool.harness]` in pyproject.toml,
+    overridden by command-line values. `{python}` in a command is this interpreter, so the
+    commands run in the same environment as the harness."""
+    table: dict[str, Any] = {}
+    if pyproject is not None and pyproject.exists():
+        table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("harness", {})
+    out: dict[str, Any] = {}
+    for key, value in (("api_cmd", api_cmd), ("worker_cmd", worker_cmd)):
+        text = value or table.get(key)
+        if text:
+            out[key] = tuple(w.replace("{python}", sys.executable) for w in shlex.split(str(text)))
+    if queue or table.get("queue"):
+        out["queue"] = str(queue or table["queue"])
+    return out
 
 
 @dataclass

@@ -441,3 +441,17 @@ def test_workload_client_records_the_documented_events():
     assert terminal.data["status"] == "finished" and terminal.data["result"]["predictions"] == [2.0]
     assert terminal.data["late_completions"] == 0 and terminal.data["executions"] == 1
     assert run.kind_of(job) == "light"
+
+
+def test_services_come_from_tool_harness_and_the_command_line(tmp_path: Path):
+    import sys
+
+    from harness.stack import services_from
+
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[tool.harness]\napi_cmd = "{python} -m other.api --fast"\nqueue = "q1"\n')
+    got = services_from(pyproject)
+    assert got == {"api_cmd": (sys.executable, "-m", "other.api", "--fast"), "queue": "q1"}
+    got = services_from(pyproject, worker_cmd="my-worker --x 'a b'", queue="q2")
+    assert got["worker_cmd"] == ("my-worker", "--x", "a b") and got["queue"] == "q2"
+    assert services_from(tmp_path / "missing.toml") == {}
