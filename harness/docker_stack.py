@@ -154,7 +154,8 @@ def _remove_where(client: DockerClient, keep: Callable[[dict[str, str]], bool]) 
     """Remove containers, then networks, then volumes labelled harness.run unless `keep(labels)`."""
     removed: list[str] = []
     flt = {"label": [LABEL_RUN, f"{LABEL_MANAGED}=true"]}
-    for c in client.containers.list(all=True, filters=flt):
+    # ignore_removed: a container can vanish between the list and its inspect (a parallel reap).
+    for c in client.containers.list(all=True, filters=flt, ignore_removed=True):
         if keep(c.labels):
             continue
         try:
@@ -205,7 +206,7 @@ def run_objects(run_id: str, client: DockerClient | None = None) -> list[str]:
 
     client = client or docker.from_env()
     flt = {"label": f"{LABEL_RUN}={run_id}"}
-    found = [f"container {c.name}" for c in client.containers.list(all=True, filters=flt)]
+    found = [f"container {c.name}" for c in client.containers.list(all=True, filters=flt, ignore_removed=True)]
     found += [f"network {n.name}" for n in client.networks.list(filters=flt)]
     found += [f"volume {v.name}" for v in client.volumes.list(filters=flt)]
     return found

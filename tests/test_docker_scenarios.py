@@ -65,7 +65,11 @@ def test_docker_scenarios_pass(docker_images, tmp_path):
     client = docker.from_env()
     flt = {"label": "harness.run"}
     ours = [
-        *(c.name for c in client.containers.list(all=True, filters=flt) if c.labels["harness.run"].startswith(run_id)),
+        *(
+            c.name
+            for c in client.containers.list(all=True, filters=flt, ignore_removed=True)
+            if c.labels["harness.run"].startswith(run_id)
+        ),
         *(n.name for n in client.networks.list(filters=flt) if n.attrs["Labels"]["harness.run"].startswith(run_id)),
         *(v.name for v in client.volumes.list(filters=flt) if v.attrs["Labels"]["harness.run"].startswith(run_id)),
     ]
