@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -532,7 +532,6 @@ class Tracker:
         force: bool = False,
         dry_run: bool = False,
         connection_check: bool = True,
-        alive_workers: Iterable[str] | None = None,
     ) -> SweepReport:
         """Recover every job whose attempt has gone silent; see the module docstring.
 
