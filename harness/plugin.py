@@ -287,6 +287,18 @@ def chaos_settings(pytestconfig: pytest.Config) -> dict:
     return dict(_settings(pytestconfig))
 
 
+def skip_or_fail_without_docker() -> None:
+    """No Docker engine: skip with how to enable it, or fail where Docker is required (CI)."""
+    from .docker_stack import HOW_TO_ENABLE, docker_problem
+
+    problem = docker_problem()
+    if problem:
+        message = f"docker backend: {problem}; to enable: {HOW_TO_ENABLE}"
+        if docker_required():
+            pytest.fail(f"Docker required (CI=true or HARNESS_REQUIRE_DOCKER=1): {message}", pytrace=False)
+        pytest.skip(message)
+
+
 def docker_required() -> bool:
     """CI=true or HARNESS_REQUIRE_DOCKER=1: a missing Docker engine is a failure, not a skip."""
     return os.environ.get("CI", "").lower() == "true" or os.environ.get("HARNESS_REQUIRE_DOCKER") == "1"
@@ -299,14 +311,9 @@ def docker_engine() -> Iterator[None]:
     No engine: skip with how to enable it, or fail under CI=true / HARNESS_REQUIRE_DOCKER=1.
     Missing images: fail with the build command. Leftovers of dead runs are removed first.
     """
-    from .docker_stack import HOW_TO_ENABLE, docker_problem, reap_leftovers  # sets RYUK_DISABLED
+    from .docker_stack import reap_leftovers  # sets RYUK_DISABLED
 
-    problem = docker_problem()
-    if problem:
-        message = f"docker backend: {problem}; to enable: {HOW_TO_ENABLE}"
-        if docker_required():
-            pytest.fail(f"Docker required (CI=true or HARNESS_REQUIRE_DOCKER=1): {message}", pytrace=False)
-        pytest.skip(message)
+    skip_or_fail_without_docker()
     from . import images
 
     restore = images.forbid_pulls()
