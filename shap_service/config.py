@@ -134,6 +134,16 @@ class Settings:
         return self.liveness_ttl + self.sweep_interval
 
     @property
+    def redis_io_timeout_s(self) -> float:
+        """Connect and read timeout of the recovery layer's own Redis connections.
+
+        A beat stuck on a dead socket (Redis restarted, worker's network reconnected) must fail
+        and be retried on a fresh connection well inside the lease: beat interval + this + a
+        reconnect stays under LIVENESS_TTL (2 + 1.5 + 1.5 < 6 by default).
+        """
+        return max(0.25, min(self.heartbeat_interval, self.liveness_ttl / 4))
+
+    @property
     def model_cache_path(self) -> Path:
         if self.model_cache_dir:
             return Path(self.model_cache_dir)

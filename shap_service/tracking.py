@@ -99,10 +99,13 @@ def worker_key(name: str) -> str:
 
 # KEYS: track, live, running  ARGV: token, worker, pid, now, ttl_ms, queue
 # Returns the new attempt number, or -1 when the job is terminal, -2 when another attempt
-# holds a live lease (a duplicate delivery): the caller must not run it.
+# holds a live lease (a duplicate delivery): the caller must not run it. Idempotent per token.
 _START = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'finished' or state == 'failed' then return -1 end
+if state == 'running' and redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
+  return tonumber(redis.call('HGET', KEYS[1], 'attempt'))  -- a retried START whose reply was lost
+end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
 if state == 'recovering' then return -2 end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)

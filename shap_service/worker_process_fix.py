@@ -50,6 +50,7 @@ log = logging.getLogger("shap_service.recovery")
 # The recovery layer's own processes write these; RQ's words for a dead horse.
 _HORSE_DIED = "Work-horse terminated unexpectedly"
 _TIMEOUT = "JobTimeoutException"
+_UNREACHABLE = -3  # _start could not reach Redis
 
 
 @dataclass
@@ -84,16 +85,24 @@ class RecoveringWorker(Worker):
         self._memory_limit = metrics.memory_limit_bytes(settings.memory_limit_mb)
         self._threads_stop = threading.Event()
         self._trackers: dict[int, Tracker] = {}
-        # The fix's own connection pool: named, so `CLIENT LIST` shows whether we are alive.
-        self._fix_connection = Redis.from_url(
-            settings.redis_url,
-            client_name=connection_name(self.name),
-            socket_timeout=max(2.0, settings.heartbeat_interval),
-            socket_connect_timeout=2.0,
-            health_check_interval=0,
-        )
+        # The fix's own connections, named so `CLIENT LIST` shows whether this worker is alive,
+        # with timeouts short enough that a dead socket costs a fraction of the lease. The
+        # lifeline has one to itself: the lease never waits behind a sweep or a stale socket.
+        self._fix_connection = self._fix_client()
+        self._lifeline_connection = self._fix_client()
+        self._lifeline_ok_at = time.monotonic()  # last time the lifeline reached Redis
 
     # -- plumbing ---------------------------------------------------------------------------
+
+    def _fix_client(self) -> Redis:
+        io = self.settings.redis_io_timeout_s
+        return Redis.from_url(
+            self.settings.redis_url,
+            client_name=connection_name(self.name),
+            socket_timeout=io,
+            socket_connect_timeout=io,
+            health_check_interval=0,
+        )
 
     @property
     def tracker(self) -> Tracker:
@@ -123,13 +132,19 @@ class RecoveringWorker(Worker):
 
     # -- the attempt ------------------------------------------------------------------------
 
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        self._await_lifeline()
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
     def execute_job(self, job: Job, queue: Queue) -> None:
+        self._await_lifeline()
         token = uuid.uuid4().hex
-        number = self.tracker.start(job.id, token=token, worker=self.name, pid=os.getpid())
+        number = self._start(job, token)
         if number < 0:
-            why = "already terminal" if number == -1 else "another attempt holds its lease"
+            why = {-1: "already terminal", -2: "another attempt holds its lease"}.get(number, "Redis unreachable")
             emit("job_skipped", job_id=job.id, worker=self.name, why=why)
-            self.connection.lrem(queue.intermediate_queue_key, 0, job.id)
+            if number != _UNREACHABLE:  # else the sweepers requeue it from the dequeue gap
+                self.connection.lrem(queue.intermediate_queue_key, 0, job.id)
             return
         timeout = float(job.timeout if job.timeout and job.timeout > 0 else self.settings.job_timeout)
         try:
@@ -154,6 +169,32 @@ class RecoveringWorker(Worker):
             with self._lock:
                 self._attempt = None
             self._finish(job, attempt)
+
+    def _start(self, job: Job, token: str) -> int:
+        """Tracker.start, retried over a short Redis blip (START is idempotent per token)."""
+        for delay in (0.0, 0.2, 0.5, 1.0):
+            time.sleep(delay)
+            try:
+                return self.tracker.start(job.id, token=token, worker=self.name, pid=os.getpid())
+            except (RedisConnectionError, RedisTimeoutError):
+                continue
+        return _UNREACHABLE
+
+    def _lifeline_healthy(self) -> bool:
+        s = self.settings
+        return time.monotonic() - self._lifeline_ok_at < s.heartbeat_interval + s.redis_io_timeout_s
+
+    def _await_lifeline(self) -> None:
+        """Take no job while this worker cannot prove it is alive.
+
+        Its main connection may be back before its lifeline is (a Redis restart, a network
+        reconnect): a job started now would have its lease lapse and run twice.
+        """
+        if self._lifeline_healthy():
+            return
+        emit("waiting_for_lifeline", level=logging.WARNING, worker=self.name)
+        while not self._lifeline_healthy() and not self._stop_requested:
+            time.sleep(0.05)
 
     def _await_redis(self) -> None:
         delay = 0.2
@@ -302,32 +343,53 @@ class RecoveringWorker(Worker):
     def _lifeline(self) -> None:
         s = self.settings
         tick = min(0.2, s.heartbeat_interval / 2)  # PINGs keep the named connection up
+        tracker = self.tracker_class.from_settings(self._lifeline_connection, s)
         next_beat = 0.0
+        lost_at: float | None = None
         while not self._threads_stop.wait(tick):
+            now = time.monotonic()
+            attempt = self._attempt
             try:
-                now = time.monotonic()
-                attempt = self._attempt
                 if now >= next_beat:
-                    next_beat = now + s.heartbeat_interval
-                    self._register()
-                    if attempt is not None and not attempt.superseded:
-                        if not self.tracker.beat(attempt.job_id, attempt.token):
-                            attempt.superseded = True
-                            emit("attempt_superseded", job_id=attempt.job_id, worker=self.name)
-                        else:
-                            self._watch(attempt, now)
+                    self._beat(tracker, attempt, now)
+                    next_beat = now + s.heartbeat_interval  # a failed beat is retried next tick
                 else:
-                    self._fix_connection.ping()  # reconnect at once after a Redis restart
-                if attempt is None or attempt.superseded or self._kill is not None or not self.horse_pid:
-                    continue
-                elapsed = now - attempt.started
-                if elapsed > attempt.timeout + s.hard_kill_grace:
-                    why = f"timeout: hung for {elapsed:.0f} s, past its {attempt.timeout:.0f} s limit"
-                    self._kill_horse_for("timeout", why)
-                elif self._stop_at is not None and now - self._stop_at > s.shutdown_grace:
-                    self._kill_horse_for("handed_back", "handed back: worker shutting down")
-            except Exception as exc:  # noqa: BLE001 - Redis away: keep trying, never die
-                log.debug("lifeline: %s", exc)
+                    self._lifeline_connection.ping()  # reconnect at once after a Redis restart
+                self._lifeline_ok_at = time.monotonic()
+                if lost_at is not None:
+                    emit("lifeline_restored", worker=self.name, after_s=round(now - lost_at, 3))
+                    lost_at = None
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                if lost_at is None:
+                    lost_at = now
+                    emit("lifeline_lost", level=logging.WARNING, worker=self.name, error=str(exc))
+                # Sockets opened before the outage may be dead without knowing it: drop the idle ones.
+                self._fix_connection.connection_pool.disconnect(inuse_connections=False)
+            except Exception as exc:  # noqa: BLE001 - never die: the lease depends on this thread
+                log.warning("lifeline: %s", exc)
+            self._police_horse(attempt, now)
+
+    def _beat(self, tracker: Tracker, attempt: _Attempt | None, now: float) -> None:
+        self._register(self._lifeline_connection)
+        if attempt is None or attempt.superseded:
+            return
+        if not tracker.beat(attempt.job_id, attempt.token):
+            attempt.superseded = True
+            emit("attempt_superseded", job_id=attempt.job_id, worker=self.name)
+        else:
+            self._watch(attempt, now)
+
+    def _police_horse(self, attempt: _Attempt | None, now: float) -> None:
+        """Kill a horse hung past its timeout, or one that outlives a shutdown's grace."""
+        s = self.settings
+        if attempt is None or attempt.superseded or self._kill is not None or not self.horse_pid:
+            return
+        elapsed = now - attempt.started
+        if elapsed > attempt.timeout + s.hard_kill_grace:
+            why = f"timeout: hung for {elapsed:.0f} s, past its {attempt.timeout:.0f} s limit"
+            self._kill_horse_for("timeout", why)
+        elif self._stop_at is not None and now - self._stop_at > s.shutdown_grace:
+            self._kill_horse_for("handed_back", "handed back: worker shutting down")
 
     def _watch(self, attempt: _Attempt, now: float) -> None:
         """Flag a job that runs abnormally long, and warn when its horse nears the memory limit."""
@@ -340,8 +402,8 @@ class RecoveringWorker(Worker):
             rss = 0
         if self._memory_limit and not attempt.warned_memory and rss > s.memory_warn_share * self._memory_limit:
             attempt.warned_memory = True
-            self._fix_connection.hset(track_key(attempt.job_id), "memory_warning", rss)
-            self._fix_connection.hincrby(f"shap:stats:{q}", "memory_warnings", 1)
+            self._lifeline_connection.hset(track_key(attempt.job_id), "memory_warning", rss)
+            self._lifeline_connection.hincrby(f"shap:stats:{q}", "memory_warnings", 1)
             emit(
                 "memory_warning",
                 level=logging.WARNING,
@@ -357,7 +419,7 @@ class RecoveringWorker(Worker):
         p95 = self._model_p95(attempt.model, now)
         if p95 is not None and elapsed > s.long_running_factor * p95:
             attempt.flagged_long = True
-            with self._fix_connection.pipeline(transaction=False) as pipe:
+            with self._lifeline_connection.pipeline(transaction=False) as pipe:
                 pipe.sadd(f"shap:long:{q}", attempt.job_id)
                 pipe.hset(track_key(attempt.job_id), mapping={"long_running": 1, "p95_s": round(p95, 4)})
                 pipe.hincrby(f"shap:stats:{q}", "long_running_flagged", 1)
@@ -377,7 +439,7 @@ class RecoveringWorker(Worker):
         cached = self._p95.get(model)
         if cached and now - cached[0] < 30:
             return cached[1]
-        raw = sorted(float(x) for x in self._fix_connection.lrange(f"shap:durations:{model}", 0, 199))
+        raw = sorted(float(x) for x in self._lifeline_connection.lrange(f"shap:durations:{model}", 0, 199))
         p95 = raw[min(len(raw) - 1, int(0.95 * len(raw)))] if len(raw) >= 5 else None
         if p95 is not None:
             self._p95[model] = (now, p95)
@@ -396,12 +458,12 @@ class RecoveringWorker(Worker):
             on_report=note,
         )
 
-    def _register(self) -> None:
+    def _register(self, conn: Redis | None = None) -> None:
         """Tell Redis the fix runs in this process; `diagnose-worker` and tests read it."""
         from . import model
 
         key = worker_key(self.name)
-        with self._fix_connection.pipeline() as pipe:
+        with (conn or self._fix_connection).pipeline() as pipe:
             pipe.hset(
                 key,
                 mapping={

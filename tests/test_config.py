@@ -171,3 +171,12 @@ def test_model_cache_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert Settings(model_cache_dir=str(tmp_path)).model_cache_path == tmp_path
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert Settings().model_cache_path == tmp_path / "xdg" / "shap-service"
+
+
+def test_fix_io_timeout_leaves_room_for_a_retry_inside_the_lease() -> None:
+    assert Settings.from_env({}).redis_io_timeout_s == 1.5
+    ci = Settings.from_env({"HEARTBEAT_INTERVAL": "0.5", "LIVENESS_TTL": "2"})
+    assert ci.redis_io_timeout_s == 0.5
+    assert Settings.from_env({"HEARTBEAT_INTERVAL": "0.1", "LIVENESS_TTL": "0.4"}).redis_io_timeout_s == 0.25
+    for s in (Settings.from_env({}), ci):  # a stuck beat + a fresh connect + a beat fit the lease
+        assert s.heartbeat_interval + 2 * s.redis_io_timeout_s < s.liveness_ttl

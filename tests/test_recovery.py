@@ -251,6 +251,19 @@ def _snapshot(conn: Redis) -> dict:
     return {k: conn.dump(k) for k in sorted(conn.keys("*"))}
 
 
+def test_start_retried_with_its_token_is_the_same_attempt(redis_only):
+    """A worker retries START when the reply was lost: same token, same attempt, no refusal."""
+    conn = redis_only.redis
+    tracker = Tracker(conn, "idem", liveness_ttl=2, max_attempts=3)
+    job = tracker.enqueue("shap_service.jobs.analyze", kwargs={}, job_timeout=10, result_ttl=60)
+    assert tracker.start(job.id, token="a", worker="w1", pid=1) == 1
+    assert tracker.start(job.id, token="a", worker="w1", pid=1) == 1
+    assert tracker.start(job.id, token="b", worker="w2", pid=2) == -2  # lease held by "a"
+    conn.delete(live_key(job.id))
+    assert tracker.start(job.id, token="b", worker="w2", pid=2) == 2
+    assert tracker.start(job.id, token="a", worker="w1", pid=1) == -2
+
+
 def test_diagnose_and_dry_run_change_nothing(stack_factory):
     stack = stack_factory(workers=1, env=fast(API_SWEEPER="0"))
     job_id = submit(stack, sleep_s=30)
