@@ -1,8 +1,9 @@
 """The shared chaos scenarios on the docker backend, as `make test` runs them (marked `docker`).
 
 One pytest subprocess runs kill-worker, oom (whole container OOM-killed), oom-horse (only the
-horse) and pause-worker with `--backend docker` and the bundled fix; every verdict must be a
-pass, the kernel's OOM kills must be on record, and no container,
+horse), pause-worker, redis-restart (`docker kill` + `docker start`, AOF on a volume) and
+redis-partition (`docker network disconnect` / `connect`) with `--backend docker` and the
+bundled fix; every verdict must be a pass, the kernel's OOM kills must be on record, and no container,
 network or volume of the run may remain. About 2 minutes on 2 cores.
 """
 
@@ -23,11 +24,8 @@ from harness.stack import new_run_id
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parent.parent
-# redis_restart and redis_partition pass on docker but flake (about 1 in 10): after a container
-# restart or a network reconnect, new connections can take over a second and starve the ci
-# profile's 2 s lease. They stay in `harness run --backend docker`; CI runs the stable ones.
-SELECTION = "kill_worker or oom or pause_worker"
-EXPECTED = {"kill-worker", "oom", "oom-horse", "pause-worker"}
+SELECTION = "kill_worker or oom or pause_worker or redis_restart or redis_partition"
+EXPECTED = {"kill-worker", "oom", "oom-horse", "pause-worker", "redis-restart", "redis-partition"}
 
 
 def _kills(report_dir: Path, scenario: str) -> list[dict]:
