@@ -17,7 +17,16 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["ManagedProcess", "kill_tree", "reap_leftovers", "title_label", "labels_of", "RUN_ID_ENV", "OWNER_ENV"]
+__all__ = [
+    "ManagedProcess",
+    "kill_tree",
+    "leftovers",
+    "reap_leftovers",
+    "title_label",
+    "labels_of",
+    "RUN_ID_ENV",
+    "OWNER_ENV",
+]
 
 RUN_ID_ENV = "HARNESS_RUN_ID"
 OWNER_ENV = "HARNESS_OWNER_PID"
@@ -150,8 +159,8 @@ def _labelled(match) -> list[psutil.Process]:
     return found
 
 
-def reap_leftovers(*, run_id: str | None = None) -> list[int]:
-    """Kill processes of harness runs whose owner is gone (or of `run_id`); return their pids."""
+def leftovers(*, run_id: str | None = None) -> list[psutil.Process]:
+    """Processes of harness runs whose owner is gone (or of `run_id`): what a run left behind."""
     me = os.getpid()
 
     def orphaned(env: dict[str, str]) -> bool:
@@ -160,7 +169,12 @@ def reap_leftovers(*, run_id: str | None = None) -> list[int]:
         owner = int(env.get(OWNER_ENV, "0") or 0)
         return owner != me and not psutil.pid_exists(owner)
 
-    procs = [p for p in _labelled(orphaned) if p.pid != me]
+    return [p for p in _labelled(orphaned) if p.pid != me]
+
+
+def reap_leftovers(*, run_id: str | None = None) -> list[int]:
+    """Kill `leftovers(run_id=...)`; return their pids."""
+    procs = leftovers(run_id=run_id)
     for proc in procs:
         try:
             proc.send_signal(signal.SIGCONT)
