@@ -23,7 +23,7 @@ if [ ! -x "$HARNESS" ]; then
   echo "repeat_suite: $HARNESS not found; run 'make .venv/bin/harness' first (or set HARNESS=)" >&2
   exit 2
 fi
-mkdir -p "$(dirname "$OUT")"
+mkdir -p reports/out "$(dirname "$OUT")"
 printf 'run\trc\tseconds\tseed\tleftovers\treport\n' > "$OUT"
 
 leftovers() {  # processes labelled with a harness run whose owner is gone
