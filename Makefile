@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run demo test lint clean
+.PHONY: run demo test soak lint clean
 
 $(BIN)/harness: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(BIN)/harness
 # pytest exits 5 when it collected nothing: that is a failure here, not a pass.
 test: $(BIN)/harness
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran" >&2; exit 1; fi; exit $$rc
+
+# The soak (README "Soak"): the nemesis scenario, 5,000 jobs or 30 minutes. Not part of `test`.
+soak: $(BIN)/harness
+	$(BIN)/harness run --scenario nemesis --profile soak $(if $(SEED),--seed $(SEED))
 
 lint: $(BIN)/harness
 	$(BIN)/ruff check shap_service harness fixtures scenarios tests

@@ -437,6 +437,10 @@ class ExpectedOutcome:
     all_terminal accepts `failed` as an ending; this one catches a recovery layer that fails
     good jobs (gives up too early, or keeps killing live work until attempts run out). Kinds
     come from the workload's `accepted` events (`job_kind`); unknown kinds are not judged.
+
+    One exception, the retry policy itself: a job whose every attempt a fault cut short (its
+    worker or horse killed, paused, cut off, or Redis killed while it ran; at least as many such
+    hits as it had executions) may end `failed` with its attempts exhausted. Listed, not failed.
     """
 
     name = "expected_outcome"
@@ -445,19 +449,47 @@ class ExpectedOutcome:
     def check(self, history: History) -> Verdict:
         kinds: dict[str, str] = {}
         final: dict[str, str] = {}
+        executions: dict[str, int] = {}
+        hits: dict[str, int] = {}
         for e in history.events:
             if e.kind == ACCEPTED and e.job_id is not None and e.data.get("job_kind"):
                 kinds[e.job_id] = str(e.data["job_kind"])
             elif e.kind == TERMINAL and e.job_id is not None:
                 final[e.job_id] = str(e.data.get("status"))
-        wrong = {
-            j: {"kind": k, "expected": self.EXPECTED[k], "got": final[j]}
-            for j, k in kinds.items()
-            if k in self.EXPECTED and j in final and final[j] != self.EXPECTED[k]
-        }
+                executions[e.job_id] = max(executions.get(e.job_id, 0), int(e.data.get("executions") or 0))
+            elif e.kind == FAULT_INJECTED:
+                for job_id in _attempt_hits(e):
+                    hits[job_id] = hits.get(job_id, 0) + 1
+        wrong: dict[str, dict[str, Any]] = {}
+        exhausted: dict[str, dict[str, int]] = {}
+        for j, k in kinds.items():
+            if k not in self.EXPECTED or j not in final or final[j] == self.EXPECTED[k]:
+                continue
+            n, hit = executions.get(j, 0), hits.get(j, 0)
+            if self.EXPECTED[k] == "finished" and final[j] == "failed" and 0 < n <= hit:
+                exhausted[j] = {"executions": n, "faults": hit}
+                continue
+            wrong[j] = {"kind": k, "expected": self.EXPECTED[k], "got": final[j]}
         return Verdict(
-            self.name, not wrong, {"wrong": wrong, "judged": sum(k in self.EXPECTED for k in kinds.values())}
+            self.name,
+            not wrong,
+            {
+                "wrong": wrong,
+                "judged": sum(k in self.EXPECTED for k in kinds.values()),
+                "attempts_exhausted_by_faults": exhausted,
+            },
         )
+
+
+def _attempt_hits(e: Event) -> list[str]:
+    """Jobs whose running attempt a fault event cut short: the job it names, or for a Redis kill
+    the jobs it lists as running (an API crash cuts no attempt: workers carry on)."""
+    target = e.job_id if e.job_id is not None else e.data.get("job_id")
+    if target is not None:
+        return [str(target)]
+    if e.data.get("target") == "redis":
+        return [str(j) for j in e.data.get("running_jobs") or []]
+    return []
 
 
 def default_checkers(*, bound_s: float) -> list[Checker]:

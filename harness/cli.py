@@ -1,6 +1,7 @@
 """`harness`: run the chaos suite, or start a stack by hand.
 
-    harness run   [--scenario NAME ...] [--fix bundled|none] [--seed N] [--report-dir DIR] ...
+    harness run   [--scenario NAME ...] [--fix bundled|none] [--seed N] [--report-dir DIR]
+                  [--redis-auth none|password|tls] ...
     harness report DIR                                  re-render DIR/index.html from a saved run
     harness demo  start Redis + API + one worker, explain 5 rows, print the SHAP summary
     harness up [--workers N] [--fix bundled|none]      a local stack until Ctrl-C
@@ -110,6 +111,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.redis_auth == "tls" and args.backend != "local":
+        print(
+            f"harness: --redis-auth tls is local-only for now (the {args.backend} backend's Redis has no TLS);"
+            " use --redis-auth password there",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if args.backend == "docker":  # no engine or images: exit 3 with the reason, before pytest
         from .docker_stack import preflight
 
@@ -139,6 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--chaos-seed", str(args.seed)]
     if args.repair_cmd:
         argv += ["--repair-cmd", args.repair_cmd]
+    if args.redis_auth != "none":
+        argv += ["--redis-auth", args.redis_auth]
     for flag in ("api_cmd", "worker_cmd", "queue"):
         if getattr(args, flag):
             argv += ["--" + flag.replace("_", "-"), getattr(args, flag)]
@@ -217,6 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--worker-cmd", help="command that starts a worker; the harness appends --name N")
     run.add_argument("--queue", help="RQ queue of the service under test")
     run.add_argument("--repair-cmd", help="external repair command run every few seconds ({redis_url}, {queue})")
+    run.add_argument(
+        "--redis-auth",
+        default="none",
+        choices=["none", "password", "tls"],
+        help="Redis of every stack: none (default); password: requirepass with a random password per run, never"
+        " shown ($HARNESS_REDIS_PASSWORD sets it); tls: password + TLS only (rediss://, a CA made for the run;"
+        " local backend only)",
+    )
     run.add_argument("--seed", type=int, help="chaos seed (default: random, printed)")
     run.add_argument("--report-dir", help="where to write the report (default reports/out/<run-id>)")
     run.set_defaults(func=cmd_run)

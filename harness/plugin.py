@@ -1,18 +1,28 @@
 """The pytest plugin (registered through the `pytest11` entry point): options, markers, fixtures.
 
 Options (one place): --backend local|docker, --profile ci|soak, --chaos-seed, --fix bundled|none,
---report-dir. A scenario module only builds a `Scenario` and calls the `run_scenario` fixture;
-every result is added to the session's summary, written as ``<report-dir>/summary.json`` when
-the session ends. Every test that uses `run_scenario` gets a pytest-timeout unless it set one.
+--report-dir, --redis-auth none|password|tls. A scenario module only builds a `Scenario` and calls
+the `run_scenario` fixture; every result is added to the session's summary, written as
+``<report-dir>/summary.json`` when the session ends. Every test that uses `run_scenario` gets a
+pytest-timeout unless it set one.
+
+`--redis-auth` applies to every stack of the session (run_scenario's, and fixtures.stacks'
+stack_factory / service_stack / redis_only through `redis_auth_for`): Redis starts with
+`requirepass` and a random password made for the run (`password`), and speaks only TLS with a
+CA made for the run (`tls`, local backend only). The password is never printed or written to
+a report; `$HARNESS_REDIS_PASSWORD` sets it instead (tests that look for leaks use it).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import secrets
+import string
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,11 +38,20 @@ MARKERS = {
     "slow": "takes more than ~30 s",
 }
 #: pytest-timeout per scenario test, by profile (a scenario's own deadline is far below).
-SCENARIO_TIMEOUT_S = {"ci": 150, "soak": 1200}
+SCENARIO_TIMEOUT_S = {"ci": 150, "soak": 3000}  # soak: up to MAX_SOAK_MINUTES (40) + drain + final read
 
 _SUMMARY_KEY = pytest.StashKey[RunSummary]()
 _PROGRESS_KEY = pytest.StashKey[Progress]()
 _SETTINGS_KEY = pytest.StashKey[dict]()
+_REDIS_AUTH_KEY = pytest.StashKey[dict]()  # StackConfig fields of --redis-auth (holds the password)
+
+#: --redis-auth modes. tls = a password and TLS only (rediss://, a CA made for the run).
+REDIS_AUTH_MODES = ("none", "password", "tls")
+#: Sets the password --redis-auth uses (default: a random one per run, never shown).
+REDIS_PASSWORD_ENV = "HARNESS_REDIS_PASSWORD"
+#: StackConfig fields --redis-auth sets; a stack that sets either itself keeps its own choice.
+_AUTH_FIELDS = ("redis_password", "redis_tls")
+_URL_SAFE = set(string.ascii_letters + string.digits + "-._~")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,7 +72,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--profile",
         default="ci",
         choices=["ci", "soak"],
-        help="ci: short leases, few jobs (default); soak: many more jobs",
+        help="ci: short leases, few jobs (default); soak: nemesis for 5,000 jobs or 30 min (others 10x jobs)",
     )
     group.addoption(
         "--chaos-seed",
@@ -72,6 +91,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="external repair command run every 2 s during each scenario ({redis_url} and {queue} are filled in)",
     )
+    group.addoption(
+        "--redis-auth",
+        default="none",
+        choices=list(REDIS_AUTH_MODES),
+        help="Redis of every stack: none (default); password (requirepass, a random password per run, never"
+        f" shown; ${REDIS_PASSWORD_ENV} sets it); tls (password + TLS only, rediss://; local backend only)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -83,16 +109,29 @@ def pytest_configure(config: pytest.Config) -> None:
     if seed is None:
         seed = random.SystemRandom().randrange(1, 2**31)
     run_id = os.environ.get("HARNESS_RUN_ID_HINT") or new_run_id()
+    backend = config.getoption("--backend", "local")
+    redis_auth = config.getoption("--redis-auth", "none")
+    if redis_auth == "tls" and backend != "local":
+        raise pytest.UsageError(
+            f"--redis-auth tls is local-only for now (the {backend} backend's Redis has no TLS);"
+            " use --redis-auth password there"
+        )
+    password = os.environ.get(REDIS_PASSWORD_ENV) or None
+    if password is not None and not set(password) <= _URL_SAFE:
+        # It goes into REDIS_URL as is: letters, digits and -._~ only (the value is not shown).
+        raise pytest.UsageError(f"${REDIS_PASSWORD_ENV} may hold only letters, digits and -._~")
+    config.stash[_REDIS_AUTH_KEY] = redis_auth_fields(redis_auth, password=password)
     report_dir = config.getoption("--report-dir", None)
     report_path = Path(report_dir) if report_dir else Path(config.rootpath) / "reports" / "out" / run_id
     config.stash[_SETTINGS_KEY] = {
         "seed": seed,
         "run_id": run_id,
         "report_dir": report_path.resolve(),
-        "backend": config.getoption("--backend", "local"),
+        "backend": backend,
         "fix": config.getoption("--fix", "bundled"),
         "profile": config.getoption("--profile", "ci"),
         "repair_cmd": config.getoption("--repair-cmd", None),
+        "redis_auth": redis_auth,  # the mode only: the password stays in _REDIS_AUTH_KEY
         "services": services_from(
             Path(config.rootpath) / "pyproject.toml",
             api_cmd=config.getoption("--api-cmd", None),
@@ -113,11 +152,33 @@ def _settings(config: pytest.Config) -> dict:
     return config.stash[_SETTINGS_KEY]
 
 
+def redis_auth_fields(mode: str, *, password: str | None = None) -> dict[str, Any]:
+    """The StackConfig fields of `--redis-auth mode`: none -> {}, password -> a password
+    (`password`, else a fresh random one), tls -> the same and TLS only."""
+    if mode not in REDIS_AUTH_MODES:
+        raise ValueError(f"--redis-auth must be one of {', '.join(REDIS_AUTH_MODES)}, not {mode!r}")
+    if mode == "none":
+        return {}
+    fields: dict[str, Any] = {"redis_password": password or secrets.token_urlsafe(24)}
+    if mode == "tls":
+        fields["redis_tls"] = True
+    return fields
+
+
+def redis_auth_for(config: pytest.Config, own: Any = ()) -> dict[str, Any]:
+    """The StackConfig fields this session's --redis-auth adds to a stack whose own settings are
+    `own` (field names): nothing when the stack chose its Redis auth itself. Holds the password:
+    never print it."""
+    if any(name in own for name in _AUTH_FIELDS):
+        return {}
+    return dict(config.stash.get(_REDIS_AUTH_KEY, {}))
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     s = _settings(config)
     return [
         f"chaos: seed={s['seed']} (--chaos-seed {s['seed']} repeats it) backend={s['backend']} "
-        f"fix={s['fix']} profile={s['profile']}",
+        f"fix={s['fix']} profile={s['profile']} redis-auth={s['redis_auth']}",
         f"chaos: run {s['run_id']}, reports in {s['report_dir']}",
     ]
 
@@ -232,6 +293,7 @@ def _write_report(config: pytest.Config) -> Path | None:
             profile_env=PROFILES[s["profile"]].env,
             scenarios_selected=selected,
             repair_cmd=s["repair_cmd"],
+            redis_auth=s["redis_auth"],
         )
         write_environment(s["report_dir"], env)
         return render(s["report_dir"])
@@ -283,7 +345,7 @@ def redis_server_binary() -> str:
 
 @pytest.fixture(scope="session")
 def chaos_settings(pytestconfig: pytest.Config) -> dict:
-    """seed, run_id, report_dir, backend, fix, profile of this session."""
+    """seed, run_id, report_dir, backend, fix, profile, redis_auth (the mode) of this session."""
     return dict(_settings(pytestconfig))
 
 
@@ -358,6 +420,12 @@ def run_scenario(pytestconfig: pytest.Config, request: pytest.FixtureRequest) ->
         if progress is not None and "on_history" not in overrides:
             kwargs["on_history"] = _progress_feed(progress, scenario, s)
         kwargs.update(overrides)
+        # --redis-auth: run_scenario applies `services` to the StackConfig it built from the
+        # scenario (dataclasses.replace), for either backend. A scenario that sets its own
+        # Redis password or TLS keeps it.
+        auth = redis_auth_for(pytestconfig, scenario.stack_options())
+        if auth:
+            kwargs["services"] = {**(kwargs.get("services") or {}), **auth}
         try:
             result = run(scenario, **kwargs)
         except BaseException:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from .history import FAULT_INJECTED, TERMINAL, History
+from .history import FAULT_INJECTED, NOTE, TERMINAL, History
 
 __all__ = ["Progress", "PLAIN_EVERY_S", "LIVE_EVERY_S"]
 
@@ -119,6 +119,17 @@ class Progress:
 
     # -- lines --------------------------------------------------------------------------------
 
+    def _planned(self) -> tuple[int | str | None, int | None]:
+        """Planned jobs and faults: the run's own start note says best (a soak's job target; no
+        fault count, its nemesis runs while it submits), else what `attach` was told."""
+        with self._lock:
+            history, jobs, faults = self._history, self._planned_jobs, self._planned_faults
+        if history is not None and len(history):
+            first = history.events[0]
+            if first.kind == NOTE and "planned_jobs" in first.data:
+                return first.data.get("planned_jobs"), first.data.get("planned_faults")
+        return jobs, faults
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             history = self._history
@@ -131,8 +142,9 @@ class Progress:
 
     def status_line(self) -> str:
         c = self.counts()
-        planned = self._planned_jobs if self._planned_jobs is not None else "?"
-        sched = f"/{self._planned_faults}" if self._planned_faults is not None else ""
+        planned_jobs, planned_faults = self._planned()
+        planned = planned_jobs if planned_jobs is not None else "?"
+        sched = f"/{planned_faults}" if planned_faults is not None else ""
         elapsed = time.monotonic() - self._t0
         phase = "starting the stack" if self._history is None else f"jobs {c['ended']}/{planned} ended"
         return (
@@ -150,7 +162,8 @@ class Progress:
             rec = getattr(r, "recovery_s", {}) or {}
             c = self.counts()
             ended = (jobs.get("finished") or 0) + (jobs.get("failed") or 0)
-            sched = f"/{self._planned_faults}" if self._planned_faults is not None else ""
+            planned_faults = self._planned()[1]
+            sched = f"/{planned_faults}" if planned_faults is not None else ""
             return (
                 f"[{self.index}/{self.total}] {self.name}  {verdict}  {elapsed:.1f} s · "
                 f"jobs {ended}/{jobs.get('accepted')} ended, {jobs.get('stuck')} stuck, {jobs.get('lost')} lost · "

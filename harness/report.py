@@ -102,6 +102,7 @@ def rerun_command(
     scenarios: Sequence[str] = (),
     repair_cmd: str | None = None,
     report_dir: str | None = None,
+    redis_auth: str | None = None,
 ) -> str:
     """The `harness run` command line that repeats a run's schedule."""
     argv = ["harness", "run"]
@@ -114,6 +115,8 @@ def rerun_command(
         argv += ["--backend", backend]
     if repair_cmd:
         argv += ["--repair-cmd", repair_cmd]
+    if redis_auth and redis_auth != "none":
+        argv += ["--redis-auth", redis_auth]
     if report_dir:
         argv += ["--report-dir", report_dir]
     return shlex.join(argv)
@@ -128,8 +131,11 @@ def collect_environment(
     profile_env: Mapping[str, str],
     scenarios_selected: bool = False,
     repair_cmd: str | None = None,
+    redis_auth: str = "none",
 ) -> dict[str, Any]:
-    """What a reader needs to trust or repeat a run: versions, machine, settings."""
+    """What a reader needs to trust or repeat a run: versions, machine, settings.
+
+    `redis_auth` is the --redis-auth mode (none, password, tls), never the password."""
     try:
         cores_usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -142,6 +148,7 @@ def collect_environment(
         "profile_env": dict(profile_env),
         "scenarios_selected": scenarios_selected,
         "repair_cmd": repair_cmd,
+        "redis_auth": redis_auth,
         "python": platform.python_version(),
         "python_executable": sys.executable,
         "platform": platform.platform(),
@@ -932,23 +939,26 @@ def _banner(summary: dict[str, Any], views: Sequence[ScenarioView]) -> str:
     stuck = sum(int(s["jobs"].get("stuck") or 0) for s in scenarios)
     lost = sum(int(s["jobs"].get("lost") or 0) for s in scenarios)
     accepted = sum(int(s["jobs"].get("accepted") or 0) for s in scenarios)
+    injected = sum(len(v.faults) for v in views)
     n = len(scenarios)
     if failing:
         cls = "bad"
         head = f"FAIL: {len(failing)} of {n} scenario{'s' if n != 1 else ''} failed"
         bits = [f"{stuck} job{'s' if stuck != 1 else ''} stuck", f"{lost} lost", f"of {accepted} accepted"]
+        bits.append(f"{injected} faults injected")
         if unknown:
             bits.append(f"{len(unknown)} unknown")
         sub = " · ".join(bits)
     elif unknown or not scenarios:
         cls = "unk"
         head = f"UNKNOWN: {len(unknown)} of {n} scenarios could not be judged" if scenarios else "No scenarios ran"
-        sub = f"{stuck} stuck · {lost} lost · of {accepted} accepted · unknown is never a pass"
+        sub = f"{stuck} stuck · {lost} lost · of {accepted} accepted · {injected} faults injected"
+        sub += " · unknown is never a pass"
     else:
         cls = "ok"
         worst = [s["recovery_s"]["max"] for s in scenarios if s["recovery_s"].get("max") is not None]
         head = f"PASS: all {n} scenario{'s' if n != 1 else ''} recovered every job"
-        sub = f"{accepted} jobs accepted, 0 stuck, 0 lost" + (
+        sub = f"{accepted} jobs accepted, {accepted} terminal (100%), 0 stuck, 0 lost · {injected} faults injected" + (
             f" · slowest recovery {max(worst):.1f} s, every one within its bound" if worst else ""
         )
     meta = (
@@ -1236,6 +1246,7 @@ def _scenario_section(view: ScenarioView, index: int, summary: dict[str, Any], e
         f"p99 {_num(r.get('p99'))} s, max {_num(r.get('max'))} s against a bound of {_num(s.get('bound_s'))} s"
     )
     parts.append(f'<p class="counts">{counts}</p>')
+    parts.append(_totals(view))
     checks = " ".join(_pill(v, k) for k, v in s.get("checkers", {}).items())
     if checks:
         parts.append(f'<p class="checks">{checks}</p>')
@@ -1253,6 +1264,7 @@ def _scenario_section(view: ScenarioView, index: int, summary: dict[str, Any], e
         backend=str(summary.get("backend") or "local"),
         scenarios=[name],
         repair_cmd=env.get("repair_cmd"),
+        redis_auth=env.get("redis_auth"),
     )
     parts.append(f'<p class="small">rerun this scenario: <code class="cmd">{esc(rerun)}</code></p>')
     if view.error:
@@ -1299,6 +1311,41 @@ def _scenario_section(view: ScenarioView, index: int, summary: dict[str, Any], e
     return "".join(parts)
 
 
+def _totals(view: ScenarioView) -> str:
+    """The run's totals from its history: jobs terminal, faults injected by kind, recoveries
+    (what a soak's verdict rests on); plus the soak's size when it was one."""
+    if view.history is None:
+        return ""
+    accepted = len(view.jobs)
+    terminal = sum(1 for j in view.jobs.values() if j.terminal and j.status in TERMINAL_STATUSES)
+    share = f" ({100 * terminal / accepted:.1f}%)" if accepted else ""
+    by_kind: dict[str, int] = {}
+    for f in view.faults:
+        by_kind[f["fault"]] = by_kind.get(f["fault"], 0) + 1
+    kinds = ", ".join(f"{esc(k)} {n}" for k, n in sorted(by_kind.items()))
+    requeued = sum(1 for j in view.jobs.values() for d in j.detections if d.action == "requeued")
+    failed = sum(1 for j in view.jobs.values() for d in j.detections if d.action == "failed")
+    never = len(set(view.unrecovered) | set(view.stuck))
+    text = (
+        f"<b>totals</b>: {terminal} of {accepted} jobs terminal{share} · {len(view.lost)} lost · "
+        f"{len(view.faults)} faults injected{f' ({kinds})' if kinds else ''} · "
+        f"{len(view.samples)} jobs hit by a fault recovered{f', {never} did not' if never else ''} · "
+        f"recovery actions seen: {requeued} requeued, {failed} failed"
+    )
+    soak = view.start_note.get("soak")
+    if isinstance(soak, dict):
+        text += (
+            f"<br>soak: {esc(soak.get('jobs'))} jobs or {esc(soak.get('minutes'))} minutes of submissions, "
+            f"whichever came first; the last job was accepted at t={_num(_last_accepted_t(view))} s"
+        )
+    return f'<p class="counts">{text}</p>'
+
+
+def _last_accepted_t(view: ScenarioView) -> float | None:
+    accepted = [j.accepted_t for j in view.jobs.values() if j.accepted_t is not None]
+    return max(accepted) if accepted else None
+
+
 def _environment(summary: dict[str, Any], env: dict[str, Any], views: Sequence[ScenarioView]) -> str:
     redis_versions = sorted(
         {str(v.start_note.get("redis_version")) for v in views if v.start_note.get("redis_version")}
@@ -1322,6 +1369,7 @@ def _environment(summary: dict[str, Any], env: dict[str, Any], views: Sequence[S
         ),
         ("Python", env.get("python")),
         ("Redis server", ", ".join(redis_versions) or None),
+        ("Redis auth (--redis-auth)", env.get("redis_auth")),
         *((f"{k} (Python client)" if k == "redis" else k, v) for k, v in pkgs.items()),
         ("platform", env.get("platform")),
         ("CPU cores", f"{cores}" + (f" ({usable} usable)" if usable and usable != cores else "") if cores else None),
@@ -1339,6 +1387,7 @@ def _environment(summary: dict[str, Any], env: dict[str, Any], views: Sequence[S
         backend=str(summary.get("backend") or "local"),
         scenarios=names,
         repair_cmd=env.get("repair_cmd"),
+        redis_auth=env.get("redis_auth"),
     )
     return (
         '<section id="env"><h2>Environment and how to rerun</h2>'

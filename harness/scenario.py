@@ -12,6 +12,11 @@ The run follows Jepsen: start a real stack, run the workload while the nemesis i
 scheduled faults, then the final phase heals every fault, lets the stack settle, reads every
 job's final state, and only then judges the history with the checkers. The same seed gives
 the same workload and the same fault schedule.
+
+A profile sizes the run (`PROFILES`): `ci`, or `soak`, under which a scenario that declares a
+`soak` workload (the nemesis) submits `Soak.jobs` jobs or stops submitting after
+`Soak.minutes`, whichever comes first, while its nemesis keeps drawing faults from the seed
+(`Scenario.plan` says what a run does; HARNESS_SOAK_JOBS / HARNESS_SOAK_MINUTES resize it).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import random
 import shlex
 import subprocess
@@ -35,6 +41,7 @@ from .checkers import (
     AllTerminal,
     Duplicates,
     NoLost,
+    RecoveryTime,
     Verdict,
     compose,
     default_checkers,
@@ -53,8 +60,13 @@ __all__ = [
     "FaultsInjected",
     "WorkloadRan",
     "Profile",
+    "RandomSchedule",
+    "RunPlan",
+    "SOAK_JOBS_ENV",
+    "SOAK_MINUTES_ENV",
     "Scenario",
     "ScenarioResult",
+    "Soak",
     "nemesis",
     "recovery_bound_s",
     "run_scenario",
@@ -85,19 +97,70 @@ ScheduleEntry = tuple[float | str, Fault]
 ScheduleFn = Callable[[random.Random], Sequence[ScheduleEntry]]
 
 
+#: Environment variables that size a soak run (a short check, or a longer run); see `Soak`.
+SOAK_JOBS_ENV = "HARNESS_SOAK_JOBS"
+SOAK_MINUTES_ENV = "HARNESS_SOAK_MINUTES"
+#: The longest soak a run may ask for: the soak's pytest timeout (harness.plugin's
+#: SCENARIO_TIMEOUT_S["soak"]) must cover it plus the drain, the stack start and the final read.
+MAX_SOAK_MINUTES = 40.0
+
+
+@dataclass(frozen=True)
+class Soak:
+    """What a soak run is: submit `jobs` jobs, or stop submitting after `minutes` of wall time,
+    whichever comes first, while the nemesis keeps injecting faults drawn from the seed; then
+    `drain_s` for the jobs still in flight to end. Applies to scenarios that declare a `soak`
+    workload (the nemesis); other scenarios scale their workload by the profile's `job_scale`.
+
+    `HARNESS_SOAK_JOBS` / `HARNESS_SOAK_MINUTES` override the size (e.g. 300 jobs for a check).
+    """
+
+    jobs: int = 5000
+    minutes: float = 30.0
+    drain_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise ValueError(f"a soak needs at least 1 job, got {self.jobs}")
+        if not 0 < self.minutes <= MAX_SOAK_MINUTES:
+            raise ValueError(f"soak minutes must be in (0, {MAX_SOAK_MINUTES:g}], got {self.minutes}")
+        if self.drain_s < 0:
+            raise ValueError(f"drain_s must be >= 0, got {self.drain_s}")
+
+    @property
+    def span_s(self) -> float:
+        """Seconds after which no job is submitted (and no fault is drawn)."""
+        return self.minutes * 60.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Soak:
+        """The default soak, resized by HARNESS_SOAK_JOBS / HARNESS_SOAK_MINUTES when set."""
+        environ = os.environ if environ is None else environ
+        size: dict[str, Any] = {}
+        try:
+            if environ.get(SOAK_JOBS_ENV, "").strip():
+                size["jobs"] = int(environ[SOAK_JOBS_ENV])
+            if environ.get(SOAK_MINUTES_ENV, "").strip():
+                size["minutes"] = float(environ[SOAK_MINUTES_ENV])
+            return cls(**size)
+        except ValueError as exc:
+            raise ValueError(f"{SOAK_JOBS_ENV} / {SOAK_MINUTES_ENV}: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class Profile:
-    """A named size for a run: `ci` (few jobs, short leases) or `soak` (many more jobs)."""
+    """A named size for a run: `ci` (few jobs, short leases) or `soak` (see `Soak`)."""
 
     name: str
     env: Mapping[str, str]
     job_scale: float = 1.0
     deadline_scale: float = 1.0
+    soak: Soak | None = None  # set: scenarios with a soak workload run as a soak
 
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile("ci", CI_ENV),
-    "soak": Profile("soak", CI_ENV, job_scale=10.0, deadline_scale=8.0),
+    "soak": Profile("soak", CI_ENV, job_scale=10.0, deadline_scale=8.0, soak=Soak.from_env()),
 }
 
 
@@ -123,28 +186,64 @@ def _at(entry_at: float | str) -> float:
     return float(entry_at)
 
 
+@dataclass(frozen=True)
+class RandomSchedule:
+    """Faults drawn from the seed: from `start_s`, one of `pool` every `every_s` (uniform).
+
+    Called with the scenario's RNG: `count` faults (a ci run), or, given `span_s` (a soak),
+    as many as start before `span_s`. The draws are the same either way, so a soak's schedule
+    begins with the ci schedule and a shorter soak's is a prefix of a longer one's.
+    """
+
+    pool: tuple[Fault, ...]
+    count: int
+    start_s: float = 2.0
+    every_s: tuple[float, float] = (3.0, 5.0)
+
+    def __post_init__(self) -> None:
+        if not self.pool or self.count < 1:
+            raise ValueError("nemesis needs a non-empty pool and count >= 1")
+        low, high = self.every_s
+        if not 0 < low <= high:
+            raise ValueError(f"every_s must be (low, high) with 0 < low <= high, got {self.every_s}")
+
+    def __call__(self, rng: random.Random, span_s: float | None = None) -> list[ScheduleEntry]:
+        out: list[ScheduleEntry] = []
+        at = self.start_s
+        while (len(out) < self.count) if span_s is None else (at < span_s):
+            out.append((round(at, 3), _fresh(rng.choice(self.pool))))
+            at += rng.uniform(*self.every_s)
+        return out
+
+
 def nemesis(
     pool: Sequence[Fault],
     *,
     count: int,
     start_s: float = 2.0,
     every_s: tuple[float, float] = (3.0, 5.0),
-) -> ScheduleFn:
-    """A random schedule drawn from the seed: `count` faults from `pool`, `every_s` apart."""
-    if not pool or count < 1:
-        raise ValueError("nemesis needs a non-empty pool and count >= 1")
-    pool = tuple(pool)
+) -> RandomSchedule:
+    """A random schedule drawn from the seed: `count` faults from `pool`, `every_s` apart
+    (a soak draws them over its whole time span instead; see `RandomSchedule`)."""
+    return RandomSchedule(tuple(pool), count, start_s, (float(every_s[0]), float(every_s[1])))
 
-    def schedule(rng: random.Random) -> list[ScheduleEntry]:
-        out: list[ScheduleEntry] = []
-        at = start_s
-        for _ in range(count):
-            out.append((round(at, 3), _fresh(rng.choice(pool))))
-            at += rng.uniform(*every_s)
-        return out
 
-    schedule.pool = pool  # type: ignore[attr-defined]
-    return schedule
+@dataclass(frozen=True)
+class RunPlan:
+    """What one run of a scenario does under a profile: the workload, the fault schedule, and
+    when the clients stop. A soak (`soak` set) stops submitting at `submit_s` (or when every job
+    is sent) and its nemesis stops there too: later faults of the schedule are not due."""
+
+    workload: Workload
+    schedule: list[tuple[float, Fault]]
+    deadline_s: float  # the clients stop watching here; the final phase follows
+    submit_s: float | None = None  # no submission after this (soak time cap)
+    soak: Soak | None = None
+
+    @property
+    def open_ended(self) -> bool:
+        """The nemesis draws faults while the workload submits, not a fixed list."""
+        return self.soak is not None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,18 +270,30 @@ class Scenario:
     )
     backends: tuple[str, ...] = ("local", "docker")  # where it makes sense (see skip_reason)
     fault: str | None = None  # how reports name the fault; default: the scheduled faults' labels
+    # The workload of a soak run (mix, concurrency, rate; `jobs` comes from the profile's Soak).
+    # Needs a RandomSchedule, which keeps drawing faults for as long as the soak submits.
+    soak: Workload | None = None
 
     def __post_init__(self) -> None:
+        if self.soak is not None and not isinstance(self.faults, RandomSchedule):
+            raise ValueError(f"scenario {self.name}: a soak workload needs a nemesis(...) schedule")
         if not callable(self.faults):
             for at, f in self.faults:
                 _at(at)
                 if not isinstance(f, Fault):
                     raise TypeError(f"{f!r} is not a Fault (needs name, inject(ctx), heal(ctx))")
 
-    def schedule(self, seed: int | str) -> list[tuple[float, Fault]]:
-        """The faults of one run, fresh instances, ordered by time; the same for the same seed."""
-        if callable(self.faults):
-            entries = list(self.faults(random.Random(f"schedule:{seed}:{self.name}")))
+    def schedule(self, seed: int | str, *, span_s: float | None = None) -> list[tuple[float, Fault]]:
+        """The faults of one run, fresh instances, ordered by time; the same for the same seed.
+
+        `span_s` (a soak): a nemesis draws faults until then instead of its `count`."""
+        if span_s is not None and not isinstance(self.faults, RandomSchedule):
+            raise ValueError(f"scenario {self.name}: only a nemesis(...) schedule can span {span_s} s")
+        rng = random.Random(f"schedule:{seed}:{self.name}")
+        if isinstance(self.faults, RandomSchedule):
+            entries = list(self.faults(rng, span_s))
+        elif callable(self.faults):
+            entries = list(self.faults(rng))
         else:
             entries = list(self.faults)
         out = [(_at(at), _fresh(f)) for at, f in entries]
@@ -218,9 +329,26 @@ class Scenario:
     def env_for(self, profile: Profile) -> dict[str, str]:
         return {**profile.env, **self.env}
 
+    def workload_for(self, profile: Profile) -> Workload:
+        """The workload a run under `profile` sends: the soak workload sized by the profile's
+        Soak, else `workload` scaled by `job_scale`."""
+        if profile.soak is not None and self.soak is not None:
+            return dataclasses.replace(self.soak, jobs=profile.soak.jobs)
+        return self.workload.scaled(profile.job_scale) if profile.job_scale != 1 else self.workload
+
+    def plan(self, profile: Profile, seed: int | str) -> RunPlan:
+        """The workload, fault schedule and time limits of one run; the same for the same seed."""
+        workload = self.workload_for(profile)
+        if profile.soak is not None and self.soak is not None:
+            soak = profile.soak
+            schedule = self.schedule(seed, span_s=soak.span_s)
+            return RunPlan(workload, schedule, soak.span_s + soak.drain_s, submit_s=soak.span_s, soak=soak)
+        return RunPlan(workload, self.schedule(seed), self.deadline_s * profile.deadline_scale)
+
     def bound_s(self, profile: Profile) -> float:
         env = self.env_for(profile)
-        slack = self.slack_s if self.slack_s is not None else self.workload.longest_job_s(env) + DEFAULT_SLACK_S
+        longest = self.workload_for(profile).longest_job_s(env)
+        slack = self.slack_s if self.slack_s is not None else longest + DEFAULT_SLACK_S
         return recovery_bound_s(env, slack_s=slack)
 
     def stack_options(self) -> dict[str, Any]:
@@ -286,12 +414,22 @@ class WorkloadRan:
 
 
 class _Nemesis:
-    """Injects the schedule on its own thread; heals after `for_s` or in the final phase."""
+    """Injects the schedule on its own thread; heals after `for_s` or in the final phase.
 
-    def __init__(self, schedule: list[tuple[float, Fault]], ctx: FaultContext) -> None:
+    With `until` (a soak), the nemesis stops once that event is set (the workload stopped
+    submitting): later faults of the schedule are not due, and a fault still waiting for a
+    target when the run ends was cut off by the end, not missed. `expected()` says which
+    faults the run must show injected and healed."""
+
+    def __init__(
+        self, schedule: list[tuple[float, Fault]], ctx: FaultContext, *, until: threading.Event | None = None
+    ) -> None:
         self.schedule = schedule
         self.ctx = ctx
+        self.until = until
         self.injected: list[Fault] = []
+        self._attempted: list[Fault] = []
+        self._cut_off: set[int] = set()
         self._healed: set[int] = set()
         self._heal_lock = threading.Lock()
         self._timers: list[threading.Timer] = []
@@ -305,16 +443,48 @@ class _Nemesis:
     def join(self, timeout: float = 30.0) -> None:
         self._thread.join(timeout)
 
+    def expected(self) -> list[str]:
+        """Names of the faults that must have been injected: the whole schedule, or for a soak
+        the faults that came due while the workload submitted (minus those the end cut off)."""
+        if self.until is None:
+            return [f.name for _, f in self.schedule]
+        return [f.name for f in self._attempted if id(f) not in self._cut_off]
+
+    def _ended(self) -> bool:
+        return self.ctx.stop.is_set() or (self.until is not None and self.until.is_set())
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep until a fault's time; True when the run (or, for a soak, the submitting) ended first."""
+        if self.until is None:
+            return seconds > 0 and self.ctx.stop.wait(seconds)
+        end = time.monotonic() + seconds
+        while not self._ended():
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self.ctx.stop.wait(min(left, 0.1))
+        return True
+
     def _run(self) -> None:
         ctx = self.ctx
-        for at, fault in self.schedule:
-            wait = self._t0 + at - time.monotonic()
-            if wait > 0 and ctx.stop.wait(wait):
+        for i, (at, fault) in enumerate(self.schedule):
+            if self._wait(self._t0 + at - time.monotonic()):
+                if self.until is not None:
+                    left = len(self.schedule) - i
+                    ctx.note(
+                        f"nemesis stopped with the workload's submissions; the schedule's last {left} faults were left",
+                        left_out=left,
+                    )
+                    return
                 ctx.note(f"fault {fault.name} not injected: the run ended first", fault=fault.name)
                 continue
+            self._attempted.append(fault)
             try:
                 data = dict(fault.inject(ctx) or {})
             except NoTarget as exc:
+                if self.until is not None and self.until.is_set():
+                    self._cut_off.add(id(fault))
+                    exc = NoTarget(f"{exc} (cut off: the workload stopped submitting while it waited)")
                 ctx.note(f"fault {fault.name} not injected: {exc}", fault=fault.name)
                 continue
             except Exception as exc:  # noqa: BLE001 - a nemesis bug makes the run unknown, not ok
@@ -444,6 +614,8 @@ class ScenarioResult:
     history: History
     history_path: Path | None = None
     log_dir: Path | None = None
+    faults: dict[str, Any] = field(default_factory=lambda: {"injected": 0, "by_kind": {}})
+    recoveries: int | None = None  # jobs hit by a fault that still reached finished/failed
 
     @property
     def verdict(self) -> str:
@@ -466,6 +638,11 @@ class ScenarioResult:
             "recovery_s": {k: self.recovery_s.get(k) for k in ("p50", "p99", "max")},
             "bound_s": self.bound_s,
             "checkers": self.checker_statuses(),
+            "faults": {
+                "injected": int(self.faults.get("injected") or 0),
+                "by_kind": dict(self.faults.get("by_kind") or {}),
+            },
+            "recoveries": self.recoveries,
         }
 
     def notes(self) -> list[str]:
@@ -519,17 +696,17 @@ def _run_in(
     history: History,
     *,
     scenario: Scenario,
-    workload: Workload,
-    schedule: list[tuple[float, Fault]],
+    plan: RunPlan,
     fix: str,
     seed: int | str,
     prof: Profile,
-    deadline_s: float,
     repair_cmd: str | None,
     repair_every_s: float,
     diagnose_path: Path | None = None,
-) -> None:
+) -> _Nemesis:
     """The run itself on a started stack: workload + nemesis, then the final phase."""
+    workload, schedule = plan.workload, plan.schedule
+    soak = {"jobs": plan.soak.jobs, "minutes": plan.soak.minutes} if plan.soak is not None else None
     history.record(
         NOTE,
         text=f"scenario {scenario.name} started",
@@ -538,13 +715,20 @@ def _run_in(
         profile=prof.name,
         workers=[w.name for w in stack.workers],
         schedule=[[at, fault_label(f, getattr(stack, "backend", "local"))] for at, f in schedule],
+        planned_jobs=workload.jobs,
+        planned_faults=None if plan.open_ended else len(schedule),  # a soak's nemesis runs while it submits
+        soak=soak,
         backend=getattr(stack, "backend", "local"),
         env=scenario.env_for(prof),
         redis_version=_redis_version(stack),
     )
     seed_s = f"{seed}:{scenario.name}"
-    deadline = time.monotonic() + deadline_s
-    run = WorkloadRun(workload, api_url=stack.api_url, history=history, seed=seed_s, deadline=deadline)
+    now = time.monotonic()
+    deadline = now + plan.deadline_s
+    submit_until = now + plan.submit_s if plan.submit_s is not None else None
+    run = WorkloadRun(
+        workload, api_url=stack.api_url, history=history, seed=seed_s, deadline=deadline, submit_until=submit_until
+    )
     ctx = FaultContext(
         stack=stack,
         history=history,
@@ -553,7 +737,7 @@ def _run_in(
         deadline=deadline,
         kind_of=run.kind_of,
     )
-    nem = _Nemesis(schedule, ctx)
+    nem = _Nemesis(schedule, ctx, until=run.submissions_over if plan.open_ended else None)
     repairer = _Repairer(repair_cmd, stack, history, every_s=repair_every_s) if repair_cmd else None
     run.start()
     nem.start()
@@ -574,6 +758,7 @@ def _run_in(
     if repairer:
         repairer.stop()
     _note_exited_workers(stack, ctx, history)
+    return nem
 
 
 def run_scenario(
@@ -598,9 +783,7 @@ def run_scenario(
     if reason is not None:
         raise ValueError(reason)
     prof = PROFILES[profile] if isinstance(profile, str) else profile
-    workload = scenario.workload.scaled(prof.job_scale) if prof.job_scale != 1 else scenario.workload
-    deadline_s = scenario.deadline_s * prof.deadline_scale
-    schedule = scenario.schedule(seed)
+    plan = scenario.plan(prof, seed)
     out_dir = Path(report_dir) / scenario.name if report_dir is not None else None
     log_dir = out_dir / "logs" if out_dir is not None else None
     config = scenario.stack_config(fix=fix, profile=prof, log_dir=log_dir)
@@ -613,22 +796,21 @@ def run_scenario(
     t0 = time.monotonic()
     stack = factory(config)
     history: History | None = None
+    nem: _Nemesis | None = None
     history_path = out_dir / "history.jsonl" if out_dir is not None else None
     try:
         with stack:
             history = History()  # t = 0 once the stack is ready
             if on_history is not None:
                 on_history(history)
-            _run_in(
+            nem = _run_in(
                 stack,
                 history,
                 scenario=scenario,
-                workload=workload,
-                schedule=schedule,
+                plan=plan,
                 fix=fix,
                 seed=seed,
                 prof=prof,
-                deadline_s=deadline_s,
                 repair_cmd=repair_cmd,
                 repair_every_s=repair_every_s,
                 diagnose_path=out_dir / DIAGNOSE_FILE if out_dir is not None else None,
@@ -641,8 +823,8 @@ def run_scenario(
 
     wanted = set(scenario.checkers)
     checkers = [c for c in default_checkers(bound_s=bound) if c.name in wanted]
-    checkers += [FaultsInjected([f.name for _, f in schedule]), WorkloadRan()]
-    assert history is not None
+    assert history is not None and nem is not None
+    checkers += [FaultsInjected(nem.expected()), WorkloadRan()]
     overall, verdicts = compose(checkers, history)
     by_name = {v.name: v for v in verdicts}
     # Counts come from the checkers' details; run them directly when a scenario left one out.
@@ -660,6 +842,8 @@ def run_scenario(
     rt = by_name.get("recovery_time")
     recovery = {k: (rt.details.get(k) if rt is not None else None) for k in ("p50", "p99", "max")}
     recovery = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in recovery.items()}
+    counted = rt if rt is not None else run_checker(RecoveryTime(bound_s=bound), history)
+    recovered = counted.details.get("n")
     return ScenarioResult(
         name=scenario.name,
         fault=scenario.fault_names(backend),
@@ -674,4 +858,16 @@ def run_scenario(
         history=history,
         history_path=history_path,
         log_dir=log_dir,
+        faults=fault_totals(history),
+        recoveries=int(recovered) if isinstance(recovered, int) else None,
     )
+
+
+def fault_totals(history: History) -> dict[str, Any]:
+    """How many faults were injected, in total and by fault name (kill-worker, ...)."""
+    by_kind: dict[str, int] = {}
+    for e in history.events:
+        if e.kind == FAULT_INJECTED:
+            name = str(e.data.get("fault"))
+            by_kind[name] = by_kind.get(name, 0) + 1
+    return {"injected": sum(by_kind.values()), "by_kind": dict(sorted(by_kind.items()))}

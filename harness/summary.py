@@ -4,7 +4,11 @@
      "scenarios": [{"name", "fault", "verdict": "pass|fail|unknown",
                     "jobs": {"accepted", "finished", "failed", "stuck", "lost", "duplicates"},
                     "recovery_s": {"p50", "p99", "max"}, "bound_s",
-                    "checkers": {"<name>": "pass|fail|unknown"}}]}
+                    "checkers": {"<name>": "pass|fail|unknown"},
+                    "faults": {"injected", "by_kind": {"<fault>": n}}, "recoveries"}]}
+
+`faults` and `recoveries` (jobs hit by a fault that still reached finished/failed) are the run's
+totals; an entry for a scenario that broke off before it was judged may leave them out.
 
 `RunSummary` accumulates scenario results over a pytest session (the plugin owns one) and
 writes the file at the end; `validate_summary` checks the shape, for tests and readers.
@@ -25,6 +29,8 @@ SUMMARY_FILE = "summary.json"
 VERDICTS = ("pass", "fail", "unknown")
 _TOP = ("run_id", "backend", "seed", "fix", "started_at", "duration_s", "scenarios")
 _SCENARIO = ("name", "fault", "verdict", "jobs", "recovery_s", "bound_s", "checkers")
+_SCENARIO_TOTALS = ("faults", "recoveries")  # optional: a broken-off scenario has none
+_FAULTS = ("injected", "by_kind")
 _JOBS = ("accepted", "finished", "failed", "stuck", "lost", "duplicates")
 _RECOVERY = ("p50", "p99", "max")
 
@@ -86,7 +92,18 @@ def _number_or_none(value: Any, where: str) -> None:
 
 
 def _check_entry(entry: Any, where: str = "scenario") -> None:
-    _keys(entry, _SCENARIO, where)
+    present = tuple(k for k in _SCENARIO_TOTALS if isinstance(entry, dict) and k in entry)
+    _keys(entry, _SCENARIO + present, where)
+    if "faults" in present:
+        faults = entry["faults"]
+        _keys(faults, _FAULTS, f"{where}.faults")
+        _number_or_none(faults["injected"], f"{where}.faults.injected")
+        if not isinstance(faults["by_kind"], dict):
+            raise ValueError(f"{where}.faults.by_kind must map fault names to counts")
+        for name, n in faults["by_kind"].items():
+            _number_or_none(n, f"{where}.faults.by_kind.{name}")
+    if "recoveries" in present:
+        _number_or_none(entry["recoveries"], f"{where}.recoveries")
     if entry["verdict"] not in VERDICTS:
         raise ValueError(f"{where}.verdict must be one of {VERDICTS}, got {entry['verdict']!r}")
     _keys(entry["jobs"], _JOBS, f"{where}.jobs")

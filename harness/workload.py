@@ -168,12 +168,16 @@ class WorkloadRun:
         history: History,
         seed: int | str,
         deadline: float,
+        submit_until: float | None = None,
         request_timeout: float = 10.0,
     ) -> None:
+        """`deadline` (monotonic): the clients stop, watching included; `submit_until`: no new
+        submission after this (a soak's time cap), the jobs in flight are still watched."""
         self.workload = workload
         self.api_url = api_url.rstrip("/")
         self.history = history
         self.deadline = deadline
+        self.submit_until = submit_until
         self.request_timeout = request_timeout
         self.specs = workload.plan(seed)
         self._next = 0
@@ -183,6 +187,8 @@ class WorkloadRun:
         self._terminal: dict[str, dict[str, Any]] = {}
         self._threads: list[threading.Thread] = []
         self.stop_event = threading.Event()
+        #: Set once no more jobs will be submitted (all taken, the time cap passed, or stopped).
+        self.submissions_over = threading.Event()
         self.errors: list[str] = []
 
     # -- what faults and the runner need to know -------------------------------------------
@@ -216,18 +222,25 @@ class WorkloadRun:
         return self.done()
 
     def stop(self) -> None:
+        self.submissions_over.set()
         self.stop_event.set()
         self.join(timeout=self.request_timeout + 2)
 
     def _live(self) -> bool:
         return not self.stop_event.is_set() and time.monotonic() < self.deadline
 
+    def _past_submit_cap(self) -> bool:
+        return self.submit_until is not None and time.monotonic() >= self.submit_until
+
     def _take(self) -> JobSpec | None:
         with self._lock:
-            if self._next >= len(self.specs):
+            if self._next >= len(self.specs) or self._past_submit_cap():
+                self.submissions_over.set()
                 return None
             spec = self.specs[self._next]
             self._next += 1
+            if self._next >= len(self.specs):
+                self.submissions_over.set()
             wait = 0.0
             if self.workload.rate is not None and self._next_at is not None:
                 now = time.monotonic()
@@ -235,6 +248,9 @@ class WorkloadRun:
                 self._next_at = max(now, self._next_at) + 1.0 / self.workload.rate
         if wait:
             self.stop_event.wait(wait)
+            if self._past_submit_cap():
+                self.submissions_over.set()
+                return None
         return spec
 
     def _client(self, index: int) -> None:
@@ -349,16 +365,20 @@ class WorkloadRun:
         completion was rejected, or worse: a zombie overwrote it, or it left finished/failed)
         gets a second `terminal` event, so the duplicates checker sees it and all-terminal
         judges the last word. A job that only ended after the deadline stays non-terminal.
+        `timeout`: seconds the pass may spend waiting on an API that does not answer (however
+        long the pass itself takes: a soak reads thousands of jobs).
         """
         session = requests.Session()
-        end = time.monotonic() + timeout
+        unanswered_s = 0.0  # `timeout` bounds the time spent on an API that does not answer, not the pass
         try:
             for job_id in self.accepted():
                 view = None
-                while view is None and time.monotonic() < end:
+                while view is None and unanswered_s < timeout:
+                    t = time.monotonic()
                     view = self._get(session, job_id)
                     if view is None:
                         time.sleep(0.2)
+                        unanswered_s += time.monotonic() - t
                 if view is None:
                     self.history.record(NOTE, job_id=job_id, text="final pass: API did not answer")
                     continue

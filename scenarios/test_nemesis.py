@@ -1,6 +1,9 @@
 """nemesis: faults drawn from the chaos seed, a few seconds apart, over 36 mixed jobs.
 
-The same --chaos-seed gives the same schedule (and the same workload).
+The same --chaos-seed gives the same schedule (and the same workload). Under `--profile soak`
+it is the soak: 5,000 jobs (mostly light, some slow and heavy so that faults hit running jobs)
+at 3.5 a second, or submissions stop at 30 minutes, with faults from the same seed every few
+seconds the whole time (harness.scenario.Soak; HARNESS_SOAK_JOBS / HARNESS_SOAK_MINUTES resize it).
 """
 
 import pytest
@@ -27,6 +30,8 @@ SCENARIO = Scenario(
     faults=nemesis(POOL, count=4, start_s=2, every_s=(3, 4.5)),
     workers=3,
     deadline_s=40,
+    # 5,000 jobs at 3.5/s take ~24 min: inside the soak's 30-minute cap with room for fault stalls.
+    soak=Workload(concurrency=6, rate=3.5, mix={"light": 16, "heavy": 2, "slow": 2}, slow_s=2),
 )
 
 

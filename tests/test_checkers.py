@@ -609,6 +609,27 @@ def test_expected_outcome_fails_a_good_job_that_failed_and_a_hang_that_finished(
     assert v.valid is False and set(v.details["wrong"]) == {"b", "c"} and v.details["judged"] == 4
 
 
+def test_expected_outcome_lets_a_job_fail_when_a_fault_cut_every_attempt():
+    from harness.checkers import ExpectedOutcome
+
+    h = History(clock=iter(float(i) for i in range(100)).__next__)
+    for job_id in ("hit3", "hit2", "api", "redis"):
+        h.record("accepted", job_id=job_id, job_kind="slow")
+    for _ in range(3):
+        h.record("fault_injected", job_id="hit3", fault="kill-worker", target="w1")
+    for _ in range(2):
+        h.record("fault_injected", job_id="hit2", fault="kill-horse", target="w2")
+        h.record("fault_injected", fault="redis-restart", target="redis", running_jobs=["redis"])
+        h.record("fault_injected", fault="api-crash", target="api", running_jobs=["api"])
+    h.record("fault_injected", fault="redis-restart", target="redis", running_jobs=["redis"])
+    for job_id in ("hit3", "hit2", "api", "redis"):
+        h.record("terminal", job_id=job_id, status="failed", executions=3)
+    v = ExpectedOutcome().check(h)
+    # MAX_ATTEMPTS spent on faults: the retry policy, not a bug. An API crash cuts no attempt.
+    assert set(v.details["attempts_exhausted_by_faults"]) == {"hit3", "redis"}
+    assert v.valid is False and set(v.details["wrong"]) == {"hit2", "api"}
+
+
 def test_reexecution_of_a_job_that_hangs_by_itself_is_not_judged():
     from harness.checkers import Reexecutions
 

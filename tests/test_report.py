@@ -491,3 +491,22 @@ def test_progress_lines() -> None:
     lines = out.getvalue().splitlines()
     assert lines[0] == "[1/3] kill-worker: started"
     assert lines[-1].startswith("[1/3] kill-worker  PASSED") and "no result" in lines[-1]
+
+
+def test_progress_takes_the_plan_from_the_run_itself() -> None:
+    """A soak's start note names its job target and no fault count (its nemesis runs while it
+    submits): that wins over what the plugin guessed from the scenario."""
+    import io
+
+    from harness.history import ACCEPTED, NOTE, History
+    from harness.progress import Progress
+
+    p = Progress(total=1, out=io.StringIO(), live=False)
+    p.start("nemesis")
+    h = History()
+    p.attach(h, jobs=360, faults=4)
+    h.record(NOTE, text="scenario nemesis started", planned_jobs=300, planned_faults=None, soak={"jobs": 300})
+    h.record(ACCEPTED, "a")
+    line = p.status_line()
+    assert "jobs 0/300 ended" in line and "faults 0 injected" in line, line
+    p.finish()

@@ -38,11 +38,16 @@ from harness.proxy import TcpProxy
 from harness.scenario import (
     CI_ENV,
     DEFAULT_SLACK_S,
+    MAX_SOAK_MINUTES,
     PROFILES,
+    SOAK_JOBS_ENV,
+    SOAK_MINUTES_ENV,
     WHEN_RUNNING,
     FaultsInjected,
+    Profile,
     Scenario,
     ScenarioResult,
+    Soak,
     _Nemesis,
     nemesis,
     recovery_bound_s,
@@ -119,6 +124,88 @@ def test_fault_labels_and_stack_options():
     assert scenario.fault_names() == "redis-restart, redis-partition"
     assert _nemesis_scenario().fault_names().startswith("nemesis: kill-worker, kill-horse")
     assert "redis_aof" not in _nemesis_scenario().stack_options()
+
+
+# -- soak -----------------------------------------------------------------------------------
+
+
+def _soak_scenario() -> Scenario:
+    return Scenario(
+        name="nemesis",
+        workload=Workload(jobs=30, mix={"light": 3, "slow": 1}),
+        faults=nemesis(POOL, count=5, start_s=2, every_s=(3, 5)),
+        soak=Workload(concurrency=6, rate=3.5, mix={"light": 16, "heavy": 2, "slow": 2}, slow_s=2),
+    )
+
+
+def _soak_profile(**size) -> Profile:
+    return Profile("soak", CI_ENV, job_scale=10, deadline_scale=8, soak=Soak(**size))
+
+
+def test_soak_schedule_is_deterministic_and_covers_the_whole_span():
+    scenario, prof = _soak_scenario(), _soak_profile(jobs=5000, minutes=30)
+    plan = scenario.plan(prof, 42)
+    assert _plain(plan.schedule) == _plain(scenario.plan(prof, 42).schedule)
+    assert _plain(plan.schedule) != _plain(scenario.plan(prof, 43).schedule)
+    times = [at for at, _ in plan.schedule]
+    assert times[0] == 2 and times[-1] < 30 * 60 and times[-1] > 30 * 60 - 5  # faults until the time cap
+    assert all(3 <= b - a <= 5.002 for a, b in zip(times, times[1:], strict=False))
+    assert 1800 / 5 <= len(times) <= 1800 / 3 + 1
+    assert {type(f) for _, f in plan.schedule} == {type(p) for p in POOL}  # every kind, over 30 minutes
+    assert len({id(f) for _, f in plan.schedule}) == len(times)  # fresh instances, no shared state
+
+
+def test_soak_schedule_starts_like_the_ci_one_and_a_shorter_soak_is_a_prefix():
+    scenario = _soak_scenario()
+    full = _plain(scenario.plan(_soak_profile(minutes=30), 7).schedule)
+    short = _plain(scenario.plan(_soak_profile(minutes=2), 7).schedule)
+    ci = _plain(scenario.plan(PROFILES["ci"], 7).schedule)
+    key = [(at, name) for at, name, _ in full]
+    assert [(at, name) for at, name, _ in short] == key[: len(short)] and short[-1][0] < 120
+    assert [(at, name) for at, name, _ in ci] == key[:5]
+
+
+def test_soak_plan_respects_the_job_target_and_the_time_cap():
+    scenario = _soak_scenario()
+    plan = scenario.plan(_soak_profile(jobs=300, minutes=2, drain_s=60), 1)
+    assert plan.open_ended and plan.workload.jobs == 300 and len(plan.workload.plan(1)) == 300
+    assert plan.submit_s == 120 and plan.deadline_s == 180
+    assert plan.workload.rate == 3.5 and plan.workload.mix == scenario.soak.mix
+    ci = scenario.plan(PROFILES["ci"], 1)
+    assert not ci.open_ended and ci.submit_s is None and ci.workload == scenario.workload and len(ci.schedule) == 5
+    # A scenario without a soak workload keeps the profile's plain scaling.
+    plain = Scenario(name="k", workload=Workload(jobs=8), faults=[(WHEN_RUNNING, KillWorker())], deadline_s=25)
+    p = plain.plan(_soak_profile(), 1)
+    assert not p.open_ended and p.workload.jobs == 80 and p.deadline_s == 200 and len(p.schedule) == 1
+    with pytest.raises(ValueError, match="nemesis"):
+        Scenario(name="k", workload=Workload(), faults=[(1, KillWorker())], soak=Workload())
+
+
+def test_the_nemesis_soak_can_submit_5000_jobs_within_30_minutes():
+    from harness.plugin import SCENARIO_TIMEOUT_S
+    from scenarios.test_nemesis import SCENARIO
+
+    soak = Soak()
+    assert (soak.jobs, soak.minutes) == (5000, 30)
+    plan = SCENARIO.plan(_soak_profile(), 0)
+    w = plan.workload
+    assert w.jobs == 5000 and w.rate is not None and w.jobs / w.rate < 0.85 * soak.span_s
+    kinds = [s.kind for s in w.plan(0)]
+    assert kinds.count("light") > 0.7 * len(kinds) and kinds.count("slow") >= 400 and kinds.count("heavy") >= 400
+    assert SCENARIO.bound_s(_soak_profile()) == 2 + 0.5 + 2 + DEFAULT_SLACK_S
+    # pytest-timeout must outlast the longest soak a run may ask for, with its drain and final read.
+    longest = Soak(minutes=MAX_SOAK_MINUTES)
+    assert SCENARIO_TIMEOUT_S["soak"] >= longest.span_s + longest.drain_s + 300
+
+
+def test_soak_size_comes_from_the_environment():
+    assert Soak.from_env({}) == Soak()
+    assert Soak.from_env({SOAK_JOBS_ENV: "300", SOAK_MINUTES_ENV: "2.5"}) == Soak(jobs=300, minutes=2.5)
+    assert Soak.from_env({SOAK_JOBS_ENV: " "}) == Soak()
+    for bad in ({SOAK_JOBS_ENV: "many"}, {SOAK_JOBS_ENV: "0"}, {SOAK_MINUTES_ENV: str(MAX_SOAK_MINUTES + 1)}):
+        with pytest.raises(ValueError, match=SOAK_JOBS_ENV):
+            Soak.from_env(bad)
+    assert PROFILES["soak"].soak is not None and PROFILES["ci"].soak is None
 
 
 # -- workload plan --------------------------------------------------------------------------
@@ -223,6 +310,38 @@ def test_nemesis_injects_on_time_heals_once_and_notes_misses():
     assert "nothing runs" in v.details["notes"][0]
 
 
+@dataclass
+class _WaitsUntilTheEnd(_FakeFault):
+    """Waits for a target until `end` is set, then finds none (as at the end of a run)."""
+
+    end: threading.Event = field(default_factory=threading.Event)
+
+    def inject(self, ctx):
+        time.sleep(0.2)
+        self.end.set()
+        raise NoTarget("nothing runs")
+
+
+def test_soak_nemesis_stops_when_submitting_ends_and_expects_only_what_came_due():
+    history = History()
+    ctx = FaultContext(stack=None, history=history, rng=random.Random(1))  # type: ignore[arg-type]
+    over = threading.Event()
+    first, later = _FakeFault("first"), _FakeFault("later")
+    waiting = _WaitsUntilTheEnd("waiting", end=over)  # the workload stops submitting while it waits
+    nem = _Nemesis([(0.0, first), (0.05, waiting), (30.0, later)], ctx, until=over)
+    t0 = time.monotonic()
+    nem.start()
+    nem.join(timeout=5)
+    assert time.monotonic() - t0 < 5 and later.calls == []  # not due: the nemesis stopped
+    nem.heal_all()
+    assert nem.expected() == ["first"]
+    assert FaultsInjected(nem.expected()).check(history).valid is True
+    texts = [e.data["text"] for e in history.events if e.kind == NOTE]
+    assert any("cut off" in t for t in texts) and any("last 1 faults were left" in t for t in texts)
+    # Without `until` (ci), the whole schedule is expected: a miss is unknown, never a pass.
+    assert _Nemesis([(0.0, first), (1.0, later)], ctx).expected() == ["first", "later"]
+
+
 # -- summary --------------------------------------------------------------------------------
 
 
@@ -239,6 +358,8 @@ def _result(verdict: bool | None = True) -> ScenarioResult:
         bound_s=7.5,
         duration_s=12.0,
         history=History(),
+        faults={"injected": 2, "by_kind": {"kill-worker": 2}},
+        recoveries=2,
     )
 
 
@@ -251,7 +372,9 @@ def test_summary_has_exactly_the_documented_shape(tmp_path: Path):
     assert list(data) == ["run_id", "backend", "seed", "fix", "started_at", "duration_s", "scenarios"]
     assert (data["run_id"], data["backend"], data["seed"], data["fix"]) == ("r1", "local", 42, "bundled")
     first = data["scenarios"][0]
-    assert list(first) == ["name", "fault", "verdict", "jobs", "recovery_s", "bound_s", "checkers"]
+    keys = ["name", "fault", "verdict", "jobs", "recovery_s", "bound_s", "checkers", "faults", "recoveries"]
+    assert list(first) == keys
+    assert first["faults"] == {"injected": 2, "by_kind": {"kill-worker": 2}} and first["recoveries"] == 2
     assert list(first["jobs"]) == ["accepted", "finished", "failed", "stuck", "lost", "duplicates"]
     assert list(first["recovery_s"]) == ["p50", "p99", "max"]
     assert first["checkers"] == {"all_terminal": "pass", "recovery_time": "pass"}
@@ -274,6 +397,13 @@ def test_summary_validation_rejects_other_shapes():
         validate_summary(bad)
     with pytest.raises(ValueError):
         good.add({"name": "x"})
+    broken = json.loads(json.dumps(data))  # a scenario that broke off has no totals: still valid
+    del broken["scenarios"][0]["faults"], broken["scenarios"][0]["recoveries"]
+    validate_summary(broken)
+    bad = json.loads(json.dumps(data))
+    bad["scenarios"][0]["faults"] = {"injected": "many", "by_kind": {}}
+    with pytest.raises(ValueError, match="faults"):
+        validate_summary(bad)
 
 
 def test_failure_message_names_the_failing_checker():
@@ -441,6 +571,34 @@ def test_workload_client_records_the_documented_events():
     assert terminal.data["status"] == "finished" and terminal.data["result"]["predictions"] == [2.0]
     assert terminal.data["late_completions"] == 0 and terminal.data["executions"] == 1
     assert run.kind_of(job) == "light"
+    assert run.submissions_over.is_set()
+
+
+def test_workload_stops_submitting_at_the_time_cap_and_watches_what_is_in_flight():
+    _FakeApi.state = {"lock": threading.Lock(), "posts": 0, "polls": {}}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        history = History()
+        w = Workload(jobs=1000, concurrency=2, rate=20, poll_interval=0.01)
+        now = time.monotonic()
+        run = WorkloadRun(
+            w,
+            api_url=f"http://127.0.0.1:{server.server_address[1]}",
+            history=history,
+            seed=1,
+            deadline=now + 20,
+            submit_until=now + 0.5,
+        )
+        run.start()
+        assert run.submissions_over.wait(5)
+        assert run.join(timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    accepted = len(history.jobs())
+    assert 3 <= accepted <= 12  # ~0.5 s at 20 a second, not 1000
+    assert len({e.job_id for e in history.events if e.kind == "terminal"}) == accepted  # all watched to the end
 
 
 def test_services_come_from_tool_harness_and_the_command_line(tmp_path: Path):
