@@ -2,7 +2,7 @@
 
     harness bench all [--quick] [--out bench.json]      every benchmark below, one table
     harness bench recovery [--fault F] [--fix bundled|none] [--trials N] [--parallel K] [--cap S]
-    harness bench overhead | stack | scale | sweep | shap | service
+    harness bench overhead | stack [--backend docker] | suite | scale | sweep | shap | service
 
 Targets are printed next to the figures; nothing here asserts them (this machine is shared
 and noisy; a benchmark reports, a test decides). `--quick` runs small versions of everything
@@ -166,12 +166,29 @@ def bench_overhead(*, jobs: int = 2000, workers: int = 4, fix: str = "bundled") 
 # -- harness speed -----------------------------------------------------------------------------
 
 
-def bench_stack(*, trials: int = 10, workers: int = 2) -> dict[str, Any]:
+def bench_stack(*, trials: int = 10, workers: int = 2, backend: str = "local") -> dict[str, Any]:
+    """Redis + API + `workers` workers ready (PING, /ping, registered in RQ), p50 of `trials`.
+
+    The docker backend needs an engine and the images (never built or pulled here): without
+    them the result says why instead of a figure.
+    """
+    if backend == "docker":
+        from .docker_stack import DockerStack, preflight
+        from .stack import EnvironmentMissing
+
+        try:
+            preflight()
+        except EnvironmentMissing as exc:
+            return {"backend": backend, "workers": workers, "trials": 0, "skipped": str(exc)}
+        make: Any = DockerStack
+    else:
+        make = Stack
     times = []
     for _ in range(trials):
-        with Stack(StackConfig(workers=workers)) as stack:
+        with make(StackConfig(workers=workers)) as stack:
             times.append(stack.startup_s["total"])
     return {
+        "backend": backend,
         "workers": workers,
         "trials": trials,
         "ready_s": {
@@ -179,6 +196,24 @@ def bench_stack(*, trials: int = 10, workers: int = 2) -> dict[str, Any]:
             "min": round(min(times), 3),
             "max": round(max(times), 3),
         },
+    }
+
+
+def bench_suite(*, scenarios: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Wall time of the default local chaos suite (`harness run`; `scenarios` narrows it)."""
+    import subprocess
+
+    argv = [sys.executable, "-m", "harness.cli", "run"]
+    for name in scenarios:
+        argv += ["--scenario", name]
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    elapsed = time.monotonic() - t0
+    return {
+        "scenarios": list(scenarios) or "all (local)",
+        "seconds": round(elapsed, 1),
+        "passed": proc.returncode == 0,
+        "exit_code": proc.returncode,
     }
 
 
@@ -374,13 +409,43 @@ def run_all(*, quick: bool) -> dict[str, Any]:
         "fix_commands_per_job": round(on["redis_commands_per_job"] - off["redis_commands_per_job"], 1),
     }
     out["stack"] = bench_stack(trials=2 if q else 10)
+    out["stack_docker"] = bench_stack(trials=1 if q else 5, backend="docker")
+    out["suite"] = bench_suite(scenarios=("kill-worker",) if q else ())
     out["scale"] = bench_scale(jobs=150 if q else 10_000, workers=4 if q else 8, cap=120 if q else 3600)
     out["sweep"] = bench_sweep(entries=1000 if q else 10_000)
     out["shap"] = bench_shap(trials=1 if q else 5)
     out["service"] = bench_service(trials=3 if q else 20)
     stock_thread.join()
     out["recovery"]["kill-worker-stock"] = stock
+    out["ratios"] = _ratios(out["recovery"])
     out["duration_s"] = round(time.monotonic() - t0, 1)
+    return out
+
+
+def _ratios(rec: dict[str, Any]) -> dict[str, Any]:
+    """Stock RQ over the fix, and the fix's p99 over the lease limit (LIVENESS_TTL + SWEEP_INTERVAL,
+    production defaults: nothing can tell a dead worker from a slow one faster than its lease)."""
+    from shap_service.config import Settings
+
+    limit = Settings().recovery_bound_s
+
+    def num(v: Any) -> float | None:
+        return float(v) if isinstance(v, (int, float)) else None
+
+    out: dict[str, Any] = {"lease_limit_s": limit}
+    for name, r in rec.items():
+        if r.get("fix") == "bundled":
+            for what in ("requeue_s", "terminal_s"):
+                p99 = num(r[what]["p99"])
+                out[f"{name} {what[:-2]} p99 / lease limit"] = None if p99 is None else round(p99 / limit, 3)
+    stock, fix = rec.get("kill-worker-stock") or {}, rec.get("kill-worker") or {}
+    if stock and fix:
+        s50, f50 = num(stock["terminal_s"]["p50"]), num(fix["terminal_s"]["p50"])
+        # A capped stock trial never ended: the ratio is then at least cap / fix.
+        bound = s50 if s50 is not None else stock.get("cap_s")
+        out["stock / fix, kill-worker terminal p50"] = (
+            None if not (bound and f50) else (round(bound / f50, 1) if s50 is not None else f"> {bound / f50:.0f}")
+        )
     return out
 
 
@@ -416,6 +481,16 @@ def print_table(res: dict[str, Any]) -> None:
         ("Redis commands per job: fix", f"{o['fix_commands_per_job']}", f"on {o['on']['redis_commands_per_job']}"),
         ("local stack ready p50 s", f"{res['stack']['ready_s']['p50']}", "<= 3 s"),
         (
+            "docker stack ready p50 s (warm images)",
+            str(res["stack_docker"]["ready_s"]["p50"]) if "ready_s" in res["stack_docker"] else "skipped",
+            res["stack_docker"].get("skipped", "")[:60],
+        ),
+        (
+            f"suite wall time s ({res['suite']['scenarios']})",
+            f"{res['suite']['seconds']} ({'pass' if res['suite']['passed'] else 'FAIL'})",
+            "<= 180 s",
+        ),
+        (
             "scale: terminal % / lost / kills",
             f"{res['scale']['terminal_pct']} / {res['scale']['lost']} / {res['scale']['kills']}",
             f"{res['scale']['jobs']} jobs, 100 % / 0",
@@ -439,6 +514,10 @@ def print_table(res: dict[str, Any]) -> None:
         ),
         ("worker start -> first job s", f"{res['service']['worker_start_to_first_job_finished_s']}", ""),
     ]
+    for name, value in res["ratios"].items():
+        if name != "lease_limit_s":
+            target = "p99 <= 1.2 x lease limit" if "lease limit" in name else "stock RQ / bundled fix"
+            rows.append((name, _fmt(value), target))
     width = max(len(r[0]) for r in rows)
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:<28} {target}")
@@ -464,8 +543,11 @@ def main(argv: list[str] | None = None) -> int:
     ov.add_argument("--jobs", type=int, default=2000)
     ov.add_argument("--workers", type=int, default=4)
     ov.add_argument("--fix", default="bundled", choices=["bundled", "none"])
-    st = sub.add_parser("stack", help="local stack ready time")
+    st = sub.add_parser("stack", help="stack ready time (local, or docker with warm images)")
     st.add_argument("--trials", type=int, default=10)
+    st.add_argument("--backend", default="local", choices=["local", "docker"])
+    su = sub.add_parser("suite", help="wall time of the default local chaos suite (harness run)")
+    su.add_argument("--scenario", action="append", default=[], metavar="NAME", help="only these (repeatable)")
     sc = sub.add_parser("scale", help="many jobs, a worker killed every few seconds")
     sc.add_argument("--jobs", type=int, default=10_000)
     sc.add_argument("--workers", type=int, default=8)
@@ -476,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     sh.add_argument("--trials", type=int, default=5)
     svc = sub.add_parser("service", help="worker start -> first job; 100-row latency")
     svc.add_argument("--trials", type=int, default=20)
-    for p in (a, rec, ov, st, sc, sw, sh, svc):
+    for p in (a, rec, ov, st, su, sc, sw, sh, svc):
         p.add_argument("--out", help="also write the JSON here")
     try:
         args = parser.parse_args(argv)
@@ -491,7 +573,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "overhead":
         result = bench_overhead(jobs=args.jobs, workers=args.workers, fix=args.fix)
     elif args.what == "stack":
-        result = bench_stack(trials=args.trials)
+        result = bench_stack(trials=args.trials, backend=args.backend)
+    elif args.what == "suite":
+        result = bench_suite(scenarios=tuple(args.scenario))
     elif args.what == "scale":
         result = bench_scale(jobs=args.jobs, workers=args.workers, kill_every=args.kill_every)
     elif args.what == "sweep":

@@ -37,3 +37,12 @@ def test_quick_bench_is_well_formed(tmp_path):
     assert res["sweep"]["skipped_live"] == res["sweep"]["entries"] and res["sweep"]["sweep_ms"]["p50"] > 0
     assert res["shap"]["horse_peak_rss_mb"] > 50 and res["shap"]["worker_rss_at_rest_mb"] > 50
     assert res["service"]["worker_start_to_first_job_finished_s"] > 0
+    assert res["stack"]["ready_s"]["p50"] > 0
+    docker = res["stack_docker"]  # a figure where an engine and the images exist, else why not
+    assert docker["ready_s"]["p50"] > 0 if "ready_s" in docker else "docker" in docker["skipped"]
+    assert res["suite"]["passed"] is True and res["suite"]["seconds"] > 0, res["suite"]
+    ratios = res["ratios"]
+    assert ratios["lease_limit_s"] == 8.0  # production LIVENESS_TTL 6 + SWEEP_INTERVAL 2
+    assert 0 < ratios["kill-worker requeue p99 / lease limit"] < 10
+    assert str(ratios["stock / fix, kill-worker terminal p50"]).startswith(">")  # stock capped at 10 s
+    assert "suite wall time" in run.stdout and "stock / fix" in run.stdout
