@@ -507,21 +507,9 @@ class DockerStack(ServiceClient):
         return self._network._unwrap_network
 
     def service_env(self, **extra: str) -> dict[str, str]:
-        env = {
-            "REDIS_URL": self.internal_redis_url,
-            "QUEUE_NAME": self.config.queue,
-            "ADMIN_TOKEN": self.admin_token,
-            "PORT": str(API_PORT),
-            "HOST": "0.0.0.0",
-            "CHAOS_HOOKS": "1" if self.config.chaos_hooks else "0",
-            "PYTHONUNBUFFERED": "1",
-        }
-        if self.config.fix != "bundled":
-            # Stock RQ or a deliberately broken layer: the workers' layer is judged alone.
-            env["API_SWEEPER"] = "0"
-        env.update(self.config.env)
-        env.update(extra)
-        return env
+        return self.config.service_env(
+            redis_url=self.internal_redis_url, admin_token=self.admin_token, port=API_PORT, host="0.0.0.0", **extra
+        )
 
     def unsupported(self, fault: str) -> str | None:
         """Every fault has a container form (see harness.faults)."""

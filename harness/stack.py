@@ -103,6 +103,25 @@ class StackConfig:
     # Local: not enforced (no delegated cgroup here); the OOM fault's RSS watchdog plays the limit.
     worker_mem_limit_mb: int | None = None
 
+    def service_env(self, *, redis_url: str, admin_token: str, port: int, host: str, **extra: str) -> dict[str, str]:
+        """The settings the API and the workers get, on every backend (the backend adds its own
+        address for Redis and the API)."""
+        env = {
+            "REDIS_URL": redis_url,
+            "QUEUE_NAME": self.queue,
+            "ADMIN_TOKEN": admin_token,
+            "PORT": str(port),
+            "HOST": host,
+            "CHAOS_HOOKS": "1" if self.chaos_hooks else "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+        if self.fix != "bundled":
+            # Stock RQ or a deliberately broken layer: the workers' layer is judged alone.
+            env["API_SWEEPER"] = "0"
+        env.update(self.env)
+        env.update(extra)
+        return env
+
 
 def services_from(
     pyproject: Path | None, *, api_cmd: str | None = None, worker_cmd: str | None = None, queue: str | None = None
@@ -346,19 +365,10 @@ class Stack(ServiceClient):
     def service_env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "PYTEST_"))}
         env.update(
-            REDIS_URL=self.redis_url,
-            QUEUE_NAME=self.config.queue,
-            ADMIN_TOKEN=self.admin_token,
-            PORT=str(self.api_port),
-            HOST="127.0.0.1",
-            CHAOS_HOOKS="1" if self.config.chaos_hooks else "0",
-            PYTHONUNBUFFERED="1",
+            self.config.service_env(
+                redis_url=self.redis_url, admin_token=self.admin_token, port=self.api_port, host="127.0.0.1", **extra
+            )
         )
-        if self.config.fix != "bundled":
-            # Stock RQ or a deliberately broken layer: the workers' layer is judged alone.
-            env["API_SWEEPER"] = "0"
-        env.update(self.config.env)
-        env.update(extra)
         return env
 
     # -- lifecycle ---------------------------------------------------------------------------

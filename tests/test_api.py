@@ -41,18 +41,6 @@ def _client(redis_url: str, **settings: object) -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="module")
-def redis(redis_only: Stack) -> Redis:
-    return redis_only.redis
-
-
-@pytest.fixture(scope="module")
-def raw_redis(redis_only: Stack) -> Iterator[Redis]:
-    conn = Redis.from_url(redis_only.redis_url)  # bytes, as RQ needs
-    yield conn
-    conn.close()
-
-
-@pytest.fixture(scope="module")
 def client(redis_only: Stack) -> Iterator[TestClient]:
     yield from _client(redis_only.redis_url, admin_token=ADMIN_TOKEN)
 

@@ -105,18 +105,6 @@ HYPOTHESIS = {
 
 
 @pytest.fixture(scope="module")
-def redis(redis_only: Stack) -> Redis:
-    return redis_only.redis
-
-
-@pytest.fixture(scope="module")
-def raw_redis(redis_only: Stack) -> Iterator[Redis]:
-    conn = Redis.from_url(redis_only.redis_url)  # bytes, as RQ needs
-    yield conn
-    conn.close()
-
-
-@pytest.fixture(scope="module")
 def app(redis_only: Stack):
     app = create_app(
         Settings(
