@@ -30,8 +30,11 @@ def test_quick_bench_is_well_formed(tmp_path):
         r = res["recovery"][name]
         assert r["requeue_s"]["capped"] == 0 and 0 < r["requeue_s"]["p50"] <= r["requeue_s"]["max"]
         assert all(t["status"] == "finished" for t in r["trials"])
-    stock = res["recovery"]["kill-worker-stock"]
-    assert stock["requeue_s"]["capped"] == 1 and stock["requeue_s"]["p50"].startswith(">")  # stock RQ stays stuck
+    for name in ("kill-worker-stock", "pause-worker-stock"):  # stock RQ leaves the job started
+        stock = res["recovery"][name]
+        assert stock["requeue_s"]["capped"] == 1 and stock["requeue_s"]["p50"].startswith(">"), stock
+    horse = res["recovery"]["kill-horse-stock"]  # stock RQ fails the job of a dead horse at once
+    assert [t["status"] for t in horse["trials"]] == ["failed"], horse
     assert res["overhead"]["on"]["jobs_per_s"] > 0 and res["overhead"]["off"]["jobs_per_s"] > 0
     assert res["scale"]["terminal_pct"] == 100.0 and res["scale"]["lost"] == 0 and res["scale"]["kills"] >= 1
     assert res["sweep"]["skipped_live"] == res["sweep"]["entries"] and res["sweep"]["sweep_ms"]["p50"] > 0
@@ -45,4 +48,5 @@ def test_quick_bench_is_well_formed(tmp_path):
     assert ratios["lease_limit_s"] == 8.0  # production LIVENESS_TTL 6 + SWEEP_INTERVAL 2
     assert 0 < ratios["kill-worker requeue p99 / lease limit"] < 10
     assert str(ratios["stock / fix, kill-worker terminal p50"]).startswith(">")  # stock capped at 10 s
+    assert str(ratios["stock / fix, pause-worker terminal p50"]).startswith(">")
     assert "suite wall time" in run.stdout and "stock / fix" in run.stdout
