@@ -1,12 +1,18 @@
 """Nothing a run starts outlives it: after SIGINT, a pytest-timeout, a raising test, or a crash
-(the next run reaps what a SIGKILLed run left). Processes are found by their run label."""
+(the next run reaps what a SIGKILLed run left). Processes are found by their run label; their
+listening ports must be closed and the run's temp dir removed. (Containers, networks and
+volumes: tests/test_docker_stack.py and tests/test_docker_scenarios.py.)"""
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -31,6 +37,34 @@ def labelled(prefix: str) -> list[int]:
     return found
 
 
+def listening_ports(pids: list[int]) -> set[int]:
+    ports = set()
+    for pid in pids:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="inet")
+        except (psutil.Error, OSError):
+            continue
+        ports |= {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN}
+    return ports
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def temp_dirs(run_id: str) -> list[str]:
+    return glob.glob(os.path.join(tempfile.gettempdir(), f"harness-{run_id}*"))
+
+
+def assert_nothing_left(run_id: str, ports: set[int]) -> None:
+    assert wait_for(lambda: not labelled(run_id), 15), labelled(run_id)
+    assert ports, "the run's listening ports were never seen"
+    assert not [p for p in ports if port_open(p)], ports
+    assert not temp_dirs(run_id)
+
+
 def wait_for(predicate, timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -46,20 +80,22 @@ def _test_file(tmp_path: Path, body: str) -> Path:
     return path
 
 
-def _run_id_from(marker: Path) -> str:
-    assert wait_for(marker.exists), "the victim never started its stack"
-    return marker.read_text()
+def _run_from(marker: Path) -> dict:
+    assert wait_for(lambda: marker.exists() and marker.read_text().endswith("}")), "the victim never started"
+    return json.loads(marker.read_text())
 
 
 VICTIM = """
-    import time
+    import json, time
     import pytest
     from harness.stack import Stack, StackConfig
 
     @pytest.mark.timeout({timeout})
     def test_victim(tmp_path_factory):
-        with Stack(StackConfig(workers=1)) as stack:
-            open({marker!r}, "w").write(stack.run_id)
+        with Stack(StackConfig(workers=1)) as stack:  # logs in a temp dir of its own
+            ports = [stack.redis_port, stack.api_port]
+            run = {{"run_id": stack.run_id, "log_dir": str(stack.log_dir), "ports": ports}}
+            open({marker!r}, "w").write(json.dumps(run))
             {action}
 """
 
@@ -83,8 +119,9 @@ def test_no_leftovers_after_a_failing_test(tmp_path, action, timeout, expect):
     )
     assert out.returncode == 1, out.stdout[-2000:]
     assert ("Timeout" in out.stdout) if expect == "timeout" else ("boom" in out.stdout)
-    run_id = marker.read_text()
-    assert not labelled(run_id)
+    run = _run_from(marker)
+    assert run["log_dir"] and temp_dirs(run["run_id"]) == [] and run["log_dir"].startswith(tempfile.gettempdir())
+    assert_nothing_left(run["run_id"], set(run["ports"]))
 
 
 def test_no_leftovers_after_sigint_mid_scenario(tmp_path):
@@ -97,7 +134,8 @@ def test_no_leftovers_after_sigint_mid_scenario(tmp_path):
     try:
         ids: list[str] = []
 
-        def running() -> bool:  # a labelled process under our `harness run`, not anyone else's
+        def stack_pids() -> list[int]:  # labelled processes under our `harness run`, not anyone else's
+            pids = []
             for p in psutil.Process(proc.pid).children(recursive=True):
                 try:
                     label = labels_of(p).get("HARNESS_RUN_ID", "")
@@ -105,17 +143,18 @@ def test_no_leftovers_after_sigint_mid_scenario(tmp_path):
                     continue
                 if label.endswith(".kill-worker"):
                     ids.append(label)
-                    return True
-            return False
+                    pids.append(p.pid)
+            return pids
 
-        assert wait_for(running, 90), "the scenario's stack never came up"
+        assert wait_for(lambda: len(stack_pids()) >= 3, 90), "the scenario's stack never came up"
         time.sleep(2)  # mid-scenario: the workload runs
+        ports = listening_ports(stack_pids())  # Redis and the API (and any proxy)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert wait_for(lambda: not labelled(ids[0]), 15), labelled(ids[0])
+    assert_nothing_left(ids[0], ports)
 
 
 def test_next_run_reaps_what_a_crashed_run_left(tmp_path):
@@ -126,7 +165,7 @@ def test_next_run_reaps_what_a_crashed_run_left(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    run_id = _run_id_from(marker)
+    run_id = _run_from(marker)["run_id"]
     crashed.kill()  # SIGKILL: no teardown runs at all
     crashed.wait(timeout=10)
     assert labelled(run_id), "a SIGKILLed run should leave its processes (that is what reaping is for)"
