@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -340,10 +340,13 @@ class ResultCorrect:
 class RecoveryTime:
     """Time from a fault to the affected job's finished/failed, within a bound.
 
-    A fault naming a job affects that job; one without a job affects every
-    job accepted and not yet terminal at fault time. A job hit repeatedly is
-    timed from the last fault before it ended (earlier faults were cut short
-    by the later one). Affected jobs that never end fail the check.
+    A fault affects the attempts it broke: the job it names (`job_id`), the jobs it lists as
+    running when it struck (`running_jobs`), and the jobs last seen `started` on the worker it
+    hit (`target`). Only a fault that names none of these affects every job accepted and not yet
+    terminal (generous). A job merely queued behind a backlog is not timed: its wait is
+    capacity, not recovery (all_terminal still judges that it ends). A job hit repeatedly is
+    timed from the last fault before it ended (earlier faults were cut short by the later one).
+    Affected jobs that never end fail the check.
     """
 
     name = "recovery_time"
@@ -356,11 +359,17 @@ class RecoveryTime:
     def check(self, history: History) -> Verdict:
         accepted: dict[str, None] = {}
         done: set[str] = set()
+        running_on: dict[str, str] = {}  # job -> worker it was last seen `started` on
         pending: dict[str, float] = {}  # job -> t of latest affecting fault
         samples: dict[str, float] = {}
         for e in history.events:
             if e.kind == ACCEPTED and e.job_id is not None:
                 accepted.setdefault(e.job_id, None)
+            elif e.kind == STATUS and e.job_id is not None:
+                if e.data.get("status") == "started" and e.data.get("worker"):
+                    running_on[e.job_id] = str(e.data["worker"])
+                else:
+                    running_on.pop(e.job_id, None)
             elif e.kind == TERMINAL and e.data.get("status") in TERMINAL_STATUSES:
                 if e.job_id is None or e.job_id in done:
                     continue
@@ -368,10 +377,7 @@ class RecoveryTime:
                 if e.job_id in pending:
                     samples[e.job_id] = e.t - pending.pop(e.job_id)
             elif e.kind == FAULT_INJECTED:
-                # record(..., job_id=x) puts the target in Event.job_id; accept data too.
-                target = e.job_id if e.job_id is not None else e.data.get("job_id")
-                hit = [target] if target is not None else list(accepted)
-                for job_id in hit:
+                for job_id in _broken_by(e, running_on) or list(accepted):
                     if job_id not in done:
                         pending[job_id] = e.t
         values = list(samples.values())
@@ -388,6 +394,19 @@ class RecoveryTime:
             "unrecovered": list(pending),
         }
         return Verdict(self.name, not over and not pending, details)
+
+
+def _broken_by(e: Event, running_on: Mapping[str, str]) -> set[str]:
+    """The attempts a fault event names as broken: its job, its running jobs, and the jobs last
+    seen running on its target worker. Empty when it names none of these."""
+    # record(..., job_id=x) puts the target in Event.job_id; accept data too.
+    named = e.job_id if e.job_id is not None else e.data.get("job_id")
+    hit = {str(named)} if named is not None else set()
+    hit |= {str(j) for j in e.data.get("running_jobs") or []}
+    target = e.data.get("target")
+    if target:
+        hit |= {j for j, w in running_on.items() if w == target}
+    return hit
 
 
 class Reexecutions:

@@ -255,6 +255,9 @@ class KillWorker:
         """Nothing to undo: a killed worker stays dead (restart=True already replaced it)."""
 
 
+KILL_HORSE_TRIES = 5
+
+
 @dataclass
 class KillHorse:
     """SIGKILL only the work-horse running a job (what the kernel OOM killer usually picks).
@@ -270,11 +273,13 @@ class KillHorse:
             handle = ctx.handle(r.worker)
             return handle is not None and bool(handle.horse_pids())
 
-        target = ctx.wait_target(self.kinds, accept=has_horse)
-        hit = ctx.stack.worker(target.worker).kill_horse()
-        if not hit:
-            raise FaultError(f"the horse of {target.worker} exited before it could be killed")
-        return {"target": target.worker, "job_id": target.job_id, "horse_pids": hit}
+        # A horse can finish its job between being seen and being killed: pick again.
+        for _ in range(KILL_HORSE_TRIES):
+            target = ctx.wait_target(self.kinds, accept=has_horse)
+            hit = ctx.stack.worker(target.worker).kill_horse()
+            if hit:
+                return {"target": target.worker, "job_id": target.job_id, "horse_pids": hit}
+        raise FaultError(f"{KILL_HORSE_TRIES} horses in a row exited before they could be killed")
 
     def heal(self, ctx: FaultContext) -> None:
         """Nothing to undo: the worker parent forks a new horse for its next job."""

@@ -514,6 +514,47 @@ def test_recovery_time_repeated_faults_timed_from_last() -> None:
     assert v.details["unrecovered"] == []
 
 
+def test_recovery_time_times_broken_attempts_not_a_queued_backlog() -> None:
+    """A fault that names what it broke times those jobs; a job queued behind it is not timed."""
+    s = Script()
+    job(s, "running", 0.0, None)
+    s.at(0.5, "status", "running", status="started", worker="w1")
+    job(s, "queued", 0.0, None)
+    s.at(1.0, "fault_injected", fault="api-crash", target="api", running_jobs=["running"])
+    s.at(1.5, "terminal", "running", status="finished", attempts=1)
+    s.at(20.0, "terminal", "queued", status="finished", attempts=1)  # waited for capacity
+    v = RecoveryTime(bound_s=5.0).check(s.history)
+    assert v.valid is True
+    assert v.details["samples"] == {"running": 0.5}
+
+
+def test_recovery_time_a_worker_fault_hits_the_job_seen_running_on_that_worker() -> None:
+    """The fault names a job it believed was on w2; the job really seen there is hit too, and
+    its clock restarts at this later fault."""
+    s = Script()
+    job(s, "j1", 0.0, None)
+    s.at(0.5, "status", "j1", status="started", worker="w2")
+    s.at(1.0, "fault_injected", fault="redis-restart", target="redis", running_jobs=["j1"])
+    s.at(4.0, "fault_injected", fault="pause-worker", target="w2", job_id="stale-view")
+    s.at(8.0, "terminal", "j1", status="finished", attempts=2)
+    v = RecoveryTime(bound_s=5.0).check(s.history)
+    assert v.details["samples"] == {"j1": 4.0}
+    assert v.details["unrecovered"] == ["stale-view"]  # named, never seen ending: still judged
+
+
+def test_recovery_time_a_job_seen_requeued_is_no_longer_on_its_old_worker() -> None:
+    s = Script()
+    job(s, "j1", 0.0, None)
+    s.at(0.5, "status", "j1", status="started", worker="w1")
+    s.at(1.0, "status", "j1", status="queued")
+    s.at(2.0, "fault_injected", fault="kill-worker", target="w1", job_id="other")
+    s.at(2.5, "terminal", "other", status="finished", attempts=2)
+    s.at(30.0, "terminal", "j1", status="finished", attempts=1)
+    v = RecoveryTime(bound_s=5.0).check(s.history)
+    assert v.valid is True
+    assert v.details["samples"] == {"other": 0.5}
+
+
 def test_recovery_time_bound_is_keyword_only_and_non_negative() -> None:
     with pytest.raises(TypeError):
         RecoveryTime(5.0)  # type: ignore[misc]
