@@ -440,7 +440,7 @@ class DockerStack(ServiceClient):
         self._own_dir = self.config.log_dir is None
         self.log_dir = Path(self.config.log_dir or tempfile.mkdtemp(prefix=f"harness-{self.run_id}-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.admin_token = secrets.token_urlsafe(16)
+        self.admin_token = secrets.token_hex(16)  # no leading "-": it is passed as a CLI argument
         self.service_image = service_image
         self.redis_image = redis_image
         self.api_command = tuple(api_command)

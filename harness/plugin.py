@@ -159,7 +159,7 @@ def redis_auth_fields(mode: str, *, password: str | None = None) -> dict[str, An
         raise ValueError(f"--redis-auth must be one of {', '.join(REDIS_AUTH_MODES)}, not {mode!r}")
     if mode == "none":
         return {}
-    fields: dict[str, Any] = {"redis_password": password or secrets.token_urlsafe(24)}
+    fields: dict[str, Any] = {"redis_password": password or secrets.token_hex(24)}  # argv- and URL-safe
     if mode == "tls":
         fields["redis_tls"] = True
     return fields

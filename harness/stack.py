@@ -270,7 +270,7 @@ class Stack(ServiceClient):
         self._own_dir = self.config.log_dir is None
         self.log_dir = Path(self.config.log_dir or tempfile.mkdtemp(prefix=f"harness-{self.run_id}-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.admin_token = secrets.token_urlsafe(16)
+        self.admin_token = secrets.token_hex(16)  # no leading "-": it is passed as a CLI argument
         self.redis_port = free_port()
         self.api_port = free_port()
         self.redis_proc: ManagedProcess | None = None

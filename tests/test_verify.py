@@ -38,7 +38,7 @@ def run(stack, tmp_path, *extra) -> tuple[int, dict]:
 
 def test_healthy_stack_verifies(stack_factory, tmp_path):
     stack = stack_factory(workers=1, env=FAST_RECOVERY)
-    rc, report = run(stack, tmp_path, "--admin-token", stack.admin_token)
+    rc, report = run(stack, tmp_path, f"--admin-token={stack.admin_token}")  # a secret may start with "-"
     checks = {c["name"]: c for c in report["checks"]}
     assert rc == 0 and report["ok"], report
     assert [checks[n]["ok"] for n in ("ping", "redis_ping", "round_trip", "workers", "no_stuck", "render_yaml")] == [
