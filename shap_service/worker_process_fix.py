@@ -367,7 +367,10 @@ class RecoveringWorker(Worker):
                 self._fix_connection.connection_pool.disconnect(inuse_connections=False)
             except Exception as exc:  # noqa: BLE001 - never die: the lease depends on this thread
                 log.warning("lifeline: %s", exc)
-            self._police_horse(attempt, now)
+            try:
+                self._police_horse(attempt, now)  # also while Redis is away
+            except Exception as exc:  # noqa: BLE001 - never die
+                log.warning("lifeline: policing the horse: %s", exc)
 
     def _beat(self, tracker: Tracker, attempt: _Attempt | None, now: float) -> None:
         self._register(self._lifeline_connection)
