@@ -78,10 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repair-stuck-jobs: cannot reach Redis at {redact_url(settings.redis_url)}: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     out = {**report.counts(), "adopted": adopted, "dry_run": args.dry_run, "actions": report.actions}
+    out["held_s"] = report.held_s
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         print(f"scanned {report.scanned} job(s); skipped {report.skipped_live} with a live worker")
+        if report.held_s > 0:
+            print(
+                f"  Redis restarted lately: workers get {report.held_s:.0f} s more to beat again (--force skips this)"
+            )
         for a in report.actions:
             verb = f"would {a['action']}" if args.dry_run else a["action"]
             print(f"  {verb} {a['job_id']}: {a.get('reason', '')}")

@@ -21,6 +21,7 @@ running|completing|queued -> recovering -> queued|failed.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -30,6 +31,7 @@ from datetime import UTC
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import ResponseError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -228,6 +230,7 @@ class SweepReport:
     failed: int = 0
     skipped_live: int = 0
     finalized: int = 0
+    held_s: float = 0.0  # > 0: Redis restarted lately; some leases wait this long (see redis_started)
     actions: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -461,12 +464,16 @@ class Tracker:
         worker's connection has been gone for the grace period."""
         tick = min(WATCH_TICK, interval) if connection_check else interval
         next_full = 0.0
+        holding = False
         while not stop.wait(tick):
             try:
                 urgent = connection_check and self.watch_connections()
                 if urgent or time.monotonic() >= next_full:
                     next_full = time.monotonic() + interval
                     report = self.sweep(by=by, connection_check=connection_check)
+                    if report.held_s > 0 and not holding:
+                        emit("sweep_held", level=logging.WARNING, by=by, why="Redis restarted", held_s=report.held_s)
+                    holding = report.held_s > 0
                     if on_report is not None:
                         on_report(report)
             except Exception as exc:  # noqa: BLE001 - Redis away: try again next tick
@@ -560,8 +567,22 @@ class Tracker:
             ids = [_s(x) for x in ids]
             report.scanned = int(scanned)
             report.skipped_live = report.scanned - len(ids)
+        redis_start: list[tuple[float, int]] = []
+
+        def in_outage(ts: float) -> bool:
+            """Did this lease (last renewed at `ts`) lapse partly while Redis was down?"""
+            if force:
+                return False
+            if not redis_start:  # one INFO per sweep, only when some lease is to be judged
+                redis_start.append(self.redis_started())
+            started_at, uptime = redis_start[0]
+            if ts >= started_at or uptime >= math.ceil(self.liveness_ttl):
+                return False
+            report.held_s = max(report.held_s, math.ceil(self.liveness_ttl) - uptime)
+            return True
+
         if not ids:
-            self._sweep_limbo(report, by=by, now=now, dry_run=dry_run)
+            self._sweep_limbo(report, by=by, now=now, dry_run=dry_run, in_outage=in_outage)
             return report
         with self.connection.pipeline(transaction=False) as pipe:
             for job_id in ids:
@@ -589,6 +610,9 @@ class Tracker:
             dead = not lease_alive or conn_gone
             if silent_after is not None:
                 dead = dead and beat_age >= silent_after
+            if dead and in_outage(now - beat_age):
+                report.skipped_live += 1  # Redis restarted since its last beat: one lease to beat again
+                continue
             if not dead and not force:
                 report.skipped_live += 1
                 continue
@@ -615,8 +639,22 @@ class Tracker:
                     token,
                 )
             self._recover_claimed(report, job_id, mode="expired", token=token, reason=reason, by=by)
-        self._sweep_limbo(report, by=by, now=now, dry_run=dry_run)
+        self._sweep_limbo(report, by=by, now=now, dry_run=dry_run, in_outage=in_outage)
         return report
+
+    def redis_started(self) -> tuple[float, int]:
+        """When Redis (re)started, on this host's clock, and its uptime in whole seconds.
+
+        Lease expiry times are absolute, so a lease also runs out while Redis is down: right
+        after a restart, every worker that beat before it looks dead. `sweep` gives such a job
+        one whole lease of Redis uptime for its worker to beat again. Where INFO is refused
+        (some managed Redis), Redis counts as up for ever: leases are judged at once.
+        """
+        try:
+            uptime = int(self.connection.info("server").get("uptime_in_seconds", 0))
+        except ResponseError:
+            return 0.0, 1 << 30
+        return _now() - uptime, uptime
 
     def _recover_claimed(
         self, report: SweepReport, job_id: str, *, mode: str, token: str, reason: str, by: str
@@ -655,7 +693,9 @@ class Tracker:
         reason = track.get("reason") or f"recovery by {track.get('recovering_by')} did not complete"
         self._recover_claimed(report, job_id, mode="stale", token="", reason=reason, by=by)
 
-    def _sweep_limbo(self, report: SweepReport, *, by: str, now: float, dry_run: bool) -> None:
+    def _sweep_limbo(
+        self, report: SweepReport, *, by: str, now: float, dry_run: bool, in_outage: Callable[[float], bool]
+    ) -> None:
         """Jobs a worker moved to RQ's intermediate list but never started (died in between)."""
         ids = [_s(x) for x in self.connection.lrange(self.queue.intermediate_queue_key, 0, -1)]
         seen = {_s(k): float(_s(v)) for k, v in self.connection.hgetall(limbo_key(self.queue_name)).items()}
@@ -671,7 +711,7 @@ class Tracker:
                 if not dry_run:
                     self.connection.hsetnx(limbo_key(self.queue_name), job_id, now)
                 continue
-            if now - first < self.liveness_ttl:
+            if now - first < self.liveness_ttl or in_outage(first):
                 continue
             reason = f"lost between dequeue and start for {now - first:.1f} s"
             if dry_run:

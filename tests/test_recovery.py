@@ -251,6 +251,39 @@ def _snapshot(conn: Redis) -> dict:
     return {k: conn.dump(k) for k in sorted(conn.keys("*"))}
 
 
+def test_leases_that_lapsed_while_redis_was_down_get_one_lease_to_beat_again(stack_factory):
+    """Lease expiry is absolute, so a Redis restart makes every worker look dead.
+
+    With AOF, Redis is SIGKILLed and comes back after longer than the lease. A sweep right then
+    must leave the job alone (its worker may be fine), the worker's next beat re-arms it, and a
+    job whose worker never beats again is recovered once Redis has been up a whole lease.
+    """
+    stack = stack_factory(workers=0, redis_aof=True)
+    conn = Redis.from_url(stack.redis_url)
+    tracker = Tracker(conn, "restart", liveness_ttl=2, max_attempts=3)
+    alive, dead = (tracker.enqueue("shap_service.jobs.analyze", kwargs={}, job_timeout=10, result_ttl=60) for _ in "ab")
+    for job in (alive, dead):
+        conn.lpop("rq:queue:restart")
+        assert tracker.start(job.id, token=f"t-{job.id}", worker=f"w-{job.id}", pid=1) == 1
+    stack.restart_redis(down_s=2.5)  # longer than the 2 s lease
+    conn.connection_pool.disconnect()
+    assert conn.exists(live_key(alive.id), live_key(dead.id)) == 0  # both leases ran out while down
+    report = tracker.sweep(by="test", connection_check=False)
+    assert report.requeued == 0 and report.held_s > 0, report
+    assert tracker.beat(alive.id, f"t-{alive.id}")  # its worker reconnects and beats
+    while tracker.redis_started()[1] < 2:
+        assert tracker.sweep(by="test", connection_check=False).requeued == 0
+        assert tracker.beat(alive.id, f"t-{alive.id}")
+        time.sleep(0.2)
+    report = tracker.sweep(by="test", connection_check=False)
+    assert [a["job_id"] for a in report.actions] == [dead.id] and report.requeued == 1, report
+    assert tracker.read(alive.id)["state"] == "running"
+    # --force is the operator's override: it does not wait.
+    stack.restart_redis(down_s=0)
+    conn.connection_pool.disconnect()
+    assert tracker.sweep(by="test", connection_check=False, force=True).requeued == 1
+
+
 def test_start_retried_with_its_token_is_the_same_attempt(redis_only):
     """A worker retries START when the reply was lost: same token, same attempt, no refusal."""
     conn = redis_only.redis
