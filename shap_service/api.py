@@ -24,7 +24,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from redis import Redis
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -87,7 +89,10 @@ def _where(loc: tuple[Any, ...]) -> str:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    redis = Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0)
+    # One quick retry covers a blip; beyond that a request answers 503 at once (clients retry)
+    # rather than sit in redis-py's default backoff, which nests and can hold it for many seconds.
+    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.2), 1)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0, retry=retry)
     tracker = Tracker.from_settings(redis, settings)
     stop = threading.Event()
 

@@ -28,11 +28,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 from rq.job import Job
 from rq.queue import Queue
 from rq.worker import Worker
@@ -72,6 +75,9 @@ class RecoveringWorker(Worker):
 
     #: The tracker (leases, fencing, claims, sweeps) this worker uses; `mutants` swap it.
     tracker_class: type[Tracker] = Tracker
+    #: RQ doubles its wait after each failed dequeue up to 60 s: after a 10 s outage a worker
+    #: would sit idle for seconds with Redis back. Retry at least every 2 s instead.
+    max_connection_wait_time = 2.0
 
     def __init__(self, *args, settings: Settings, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -89,12 +95,14 @@ class RecoveringWorker(Worker):
         # with timeouts short enough that a dead socket costs a fraction of the lease. The
         # lifeline has one to itself: the lease never waits behind a sweep or a stale socket.
         self._fix_connection = self._fix_client()
-        self._lifeline_connection = self._fix_client()
+        # Its loop is the retry: no redis-py backoff, where a call made during an outage sat for
+        # seconds after Redis was back, with the lease running out and the horse unpoliced.
+        self._lifeline_connection = self._fix_client(retry=Retry(NoBackoff(), 0))
         self._lifeline_ok_at = time.monotonic()  # last time the lifeline reached Redis
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _fix_client(self) -> Redis:
+    def _fix_client(self, **options: Any) -> Redis:
         io = self.settings.redis_io_timeout_s
         return Redis.from_url(
             self.settings.redis_url,
@@ -102,6 +110,7 @@ class RecoveringWorker(Worker):
             socket_timeout=io,
             socket_connect_timeout=io,
             health_check_interval=0,
+            **options,
         )
 
     @property
