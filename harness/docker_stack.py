@@ -83,6 +83,10 @@ API_PORT = 8000
 #: How the containers reach Redis on the run's network.
 REDIS_ALIAS = "redis"
 
+#: Docker's embedded DNS can drop a query for a container that is being started again (a
+#: restarted Redis); glibc's default then waits 5 s, longer than a lease. Ask again after 1 s.
+RESOLVER_OPTIONS = ["timeout:1", "attempts:3"]
+
 HOW_TO_ENABLE = (
     "start an engine and build the images with scripts/ci_docker.sh (or `harness images build --offline` "
     "once an engine answers), and pip install -e '.[docker]'"
@@ -584,6 +588,7 @@ class DockerStack(ServiceClient):
             network=self._network,
             network_aliases=[name],
             labels=labels,
+            dns_opt=RESOLVER_OPTIONS,
             **kwargs,
         )
         return _Box(name, container)
