@@ -346,10 +346,29 @@ class Scenario:
         return RunPlan(workload, self.schedule(seed), self.deadline_s * profile.deadline_scale)
 
     def bound_s(self, profile: Profile) -> float:
+        """Lease + sweep + slack (re-running the longest job, and DEFAULT_SLACK_S).
+
+        A soak adds a capacity allowance: its nemesis never stops, so a recovered job, though
+        requeued at the front, may still wait for a worker: one busy with the longest job, or
+        one that a fault holds for up to the pool's longest outage (`for_s`). That wait is the
+        pool's capacity, not the recovery layer's latency: the bound allows it once.
+        """
         env = self.env_for(profile)
         longest = self.workload_for(profile).longest_job_s(env)
         slack = self.slack_s if self.slack_s is not None else longest + DEFAULT_SLACK_S
+        if profile.soak is not None and self.soak is not None:
+            slack += longest + self.longest_outage_s()
         return recovery_bound_s(env, slack_s=slack)
+
+    def longest_outage_s(self) -> float:
+        """The longest `for_s` among the faults this scenario can draw (0 when none says)."""
+        if isinstance(self.faults, RandomSchedule):
+            faults: Sequence[Fault] = self.faults.pool
+        elif callable(self.faults):
+            return 0.0
+        else:
+            faults = [f for _, f in self.faults]
+        return max((float(getattr(f, "for_s", None) or 0.0) for f in faults), default=0.0)
 
     def stack_options(self) -> dict[str, Any]:
         """StackConfig fields the faults need (e.g. redis_aof) plus the scenario's own."""
