@@ -15,6 +15,7 @@ a report; `$HARNESS_REDIS_PASSWORD` sets it instead (tests that look for leaks u
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import secrets
@@ -306,23 +307,6 @@ def _summary(config: pytest.Config) -> RunSummary:
     return config.stash[_SUMMARY_KEY]
 
 
-def _progress_feed(progress: Progress, scenario, settings: dict) -> Callable:
-    """`on_history` for run_scenario: the live history plus the planned jobs and faults."""
-    from .scenario import PROFILES
-
-    try:
-        scale = PROFILES[settings["profile"]].job_scale
-        jobs = scenario.workload.scaled(scale).jobs if scale != 1 else scenario.workload.jobs
-        faults = len(scenario.schedule(settings["seed"]))
-    except Exception:  # noqa: BLE001 - progress is best effort
-        jobs = faults = None
-
-    def feed(history) -> None:
-        progress.attach(history, name=scenario.name, jobs=jobs, faults=faults)
-
-    return feed
-
-
 def _broken_entry(scenario) -> dict:
     return {
         "name": scenario.name,
@@ -418,7 +402,7 @@ def run_scenario(pytestconfig: pytest.Config, request: pytest.FixtureRequest) ->
         }
         progress = _progress_for(pytestconfig, request.node.nodeid)
         if progress is not None and "on_history" not in overrides:
-            kwargs["on_history"] = _progress_feed(progress, scenario, s)
+            kwargs["on_history"] = functools.partial(progress.attach, name=scenario.name)
         kwargs.update(overrides)
         # --redis-auth: run_scenario applies `services` to the StackConfig it built from the
         # scenario (dataclasses.replace), for either backend. A scenario that sets its own

@@ -60,8 +60,6 @@ class Progress:
         self.name = ""
         self._t0 = 0.0
         self._history: History | None = None
-        self._planned_jobs: int | None = None
-        self._planned_faults: int | None = None
         self._result: Any = None
         self._outcome: str | None = None
         self._note = ""
@@ -78,7 +76,6 @@ class Progress:
             self.name = name
             self._t0 = time.monotonic()
             self._history = None
-            self._planned_jobs = self._planned_faults = None
             self._result = None
             self._outcome = None
             self._note = ""
@@ -90,13 +87,12 @@ class Progress:
         self._thread = threading.Thread(target=self._tick, name="chaos-progress", daemon=True)
         self._thread.start()
 
-    def attach(self, history: History, *, name: str | None = None, jobs: int | None = None, faults: int | None = None):
+    def attach(self, history: History, *, name: str | None = None) -> None:
+        """Follow this run's history; its start note carries the plan (see `_planned`)."""
         with self._lock:
             self._history = history
             if name:
                 self.name = name
-            self._planned_jobs = jobs
-            self._planned_faults = faults
 
     def set_result(self, result: Any) -> None:
         with self._lock:
@@ -120,15 +116,15 @@ class Progress:
     # -- lines --------------------------------------------------------------------------------
 
     def _planned(self) -> tuple[int | str | None, int | None]:
-        """Planned jobs and faults: the run's own start note says best (a soak's job target; no
-        fault count, its nemesis runs while it submits), else what `attach` was told."""
+        """Planned jobs and faults, from the run's own start note (a soak names its job target
+        and no fault count: its nemesis runs while it submits). None before the note is out."""
         with self._lock:
-            history, jobs, faults = self._history, self._planned_jobs, self._planned_faults
+            history = self._history
         if history is not None and len(history):
             first = history.events[0]
             if first.kind == NOTE and "planned_jobs" in first.data:
                 return first.data.get("planned_jobs"), first.data.get("planned_faults")
-        return jobs, faults
+        return None, None
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -474,14 +474,16 @@ def test_render_synthetic_run(tmp_path: Path) -> None:
 def test_progress_lines() -> None:
     import io
 
-    from harness.history import ACCEPTED, FAULT_INJECTED, TERMINAL, History
+    from harness.history import ACCEPTED, FAULT_INJECTED, NOTE, TERMINAL, History
     from harness.progress import Progress
 
     out = io.StringIO()
     p = Progress(total=3, out=out, live=False)
     p.start("kill-worker")
     h = History()
-    p.attach(h, jobs=4, faults=1)
+    p.attach(h)
+    assert "jobs 0/? ended" in p.status_line()  # before the run's start note
+    h.record(NOTE, text="scenario kill-worker started", planned_jobs=4, planned_faults=1)
     h.record(ACCEPTED, "a")
     h.record(FAULT_INJECTED, "a", fault="kill-worker")
     h.record(TERMINAL, "a", status="finished")
@@ -495,7 +497,7 @@ def test_progress_lines() -> None:
 
 def test_progress_takes_the_plan_from_the_run_itself() -> None:
     """A soak's start note names its job target and no fault count (its nemesis runs while it
-    submits): that wins over what the plugin guessed from the scenario."""
+    submits): the line shows exactly that."""
     import io
 
     from harness.history import ACCEPTED, NOTE, History
@@ -504,7 +506,7 @@ def test_progress_takes_the_plan_from_the_run_itself() -> None:
     p = Progress(total=1, out=io.StringIO(), live=False)
     p.start("nemesis")
     h = History()
-    p.attach(h, jobs=360, faults=4)
+    p.attach(h)
     h.record(NOTE, text="scenario nemesis started", planned_jobs=300, planned_faults=None, soak={"jobs": 300})
     h.record(ACCEPTED, "a")
     line = p.status_line()
