@@ -648,12 +648,14 @@ class Tracker:
         Lease expiry times are absolute, so a lease also runs out while Redis is down: right
         after a restart, every worker that beat before it looks dead. `sweep` gives such a job
         one whole lease of Redis uptime for its worker to beat again. Where INFO is refused
-        (some managed Redis), Redis counts as up for ever: leases are judged at once.
+        (some managed Redis) or has no uptime, Redis counts as up for ever: leases are judged
+        at once.
         """
+        forever = 1 << 30
         try:
-            uptime = int(self.connection.info("server").get("uptime_in_seconds", 0))
+            uptime = int(self.connection.info("server").get("uptime_in_seconds", forever))
         except ResponseError:
-            return 0.0, 1 << 30
+            uptime = forever
         return _now() - uptime, uptime
 
     def _recover_claimed(

@@ -15,7 +15,8 @@ import time
 
 import pytest
 import requests
-from redis import Redis
+from redis import ConnectionPool, Redis
+from redis.exceptions import ResponseError
 
 from fixtures.stacks import FAST_RECOVERY
 from shap_service.tracking import Tracker, live_key, track_key
@@ -282,6 +283,23 @@ def test_leases_that_lapsed_while_redis_was_down_get_one_lease_to_beat_again(sta
     stack.restart_redis(down_s=0)
     conn.connection_pool.disconnect()
     assert tracker.sweep(by="test", connection_check=False, force=True).requeued == 1
+
+
+def test_where_info_is_refused_leases_are_judged_at_once(redis_only):
+    """Some managed Redis refuse INFO: then no restart can be seen, and nothing is held."""
+    conn = redis_only.redis
+    conn.acl_setuser("noinfo", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"], commands=["+@all", "-info"])
+    pool = conn.connection_pool
+    kwargs = {**pool.connection_kwargs, "username": "noinfo", "password": "pw"}
+    limited = Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
+    try:
+        with pytest.raises(ResponseError):
+            limited.info("server")
+        assert Tracker(limited, "noinfo", liveness_ttl=2, max_attempts=3).redis_started()[1] >= 1 << 30
+        assert Tracker(conn, "noinfo", liveness_ttl=2, max_attempts=3).redis_started()[1] < 1 << 30
+    finally:
+        limited.close()
+        conn.acl_deluser("noinfo")
 
 
 def test_start_retried_with_its_token_is_the_same_attempt(redis_only):
