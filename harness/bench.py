@@ -289,8 +289,8 @@ def bench_sweep(*, entries: int = 10_000) -> dict[str, Any]:
             t = time.perf_counter()
             report = tracker.sweep(by="bench")
             passes.append((time.perf_counter() - t) * 1000)
-        per_job = r.memory_usage(f"shap:track:{ids[0]}") + r.memory_usage(f"shap:live:{ids[0]}")
-        zset = r.memory_usage("shap:running:bench") / entries
+        per_job = (r.memory_usage(f"shap:track:{ids[0]}") or 0) + (r.memory_usage(f"shap:live:{ids[0]}") or 0)
+        zset = (r.memory_usage("shap:running:bench") or 0) / entries
     return {
         "entries": entries,
         "sweep_ms": {"p50": round(statistics.median(passes), 1), "max": round(max(passes), 1)},

@@ -44,7 +44,7 @@ SCENARIO_TIMEOUT_S = {"ci": 150, "soak": 3000}  # soak: up to MAX_SOAK_MINUTES (
 _SUMMARY_KEY = pytest.StashKey[RunSummary]()
 _PROGRESS_KEY = pytest.StashKey[Progress]()
 _SETTINGS_KEY = pytest.StashKey[dict]()
-_REDIS_AUTH_KEY = pytest.StashKey[dict]()  # StackConfig fields of --redis-auth (holds the password)
+_REDIS_AUTH_KEY = pytest.StashKey[dict[str, Any]]()  # StackConfig fields of --redis-auth (holds the password)
 
 #: --redis-auth modes. tls = a password and TLS only (rediss://, a CA made for the run).
 REDIS_AUTH_MODES = ("none", "password", "tls")
@@ -172,7 +172,8 @@ def redis_auth_for(config: pytest.Config, own: Any = ()) -> dict[str, Any]:
     never print it."""
     if any(name in own for name in _AUTH_FIELDS):
         return {}
-    return dict(config.stash.get(_REDIS_AUTH_KEY, {}))
+    auth: dict[str, Any] = config.stash.get(_REDIS_AUTH_KEY, {})
+    return dict(auth)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -645,7 +645,7 @@ def timeline_svg(view: ScenarioView, uid: str) -> str:
         for seg in job.segments:
             by_lane.setdefault(seg.lane, []).append(seg)
     lane_y: dict[str, tuple[float, float]] = {}
-    y = top
+    y: float = top
     lane_parts: list[str] = []
     for i, (key, label) in enumerate(view.lanes):
         rows = _assign_rows(by_lane.get(key, []))
@@ -753,8 +753,8 @@ def timeline_svg(view: ScenarioView, uid: str) -> str:
             seg_rows = [s for s in job.segments if s.lane == det.lane and abs(s.end - det.t) < 1e-6]
             cy = ly + lane_pad + (seg_rows[0].row if seg_rows else 0) * row_h + row_h / 2
             cx = x(det.t)
-            by = det.by or "not reported"
-            tip = f"t={det.t:.2f} s: job {job.job_id} {det.action}\n{det.reason}\nby: {by}"
+            who = det.by or "not reported"
+            tip = f"t={det.t:.2f} s: job {job.job_id} {det.action}\n{det.reason}\nby: {who}"
             parts.append(
                 f'<g class="detect"><title>{esc(tip)}</title>'
                 f'<path d="M{cx:.1f},{cy - 6:.1f} l6,6 l-6,6 l-6,-6 z" fill="#111" stroke="#fff" stroke-width="1"/>'
@@ -819,8 +819,7 @@ def histogram_svg(samples: Sequence[float], bound: float | None, *, never: int =
         if not n:
             continue
         lo = i * step
-        over = bound is not None and lo + step > bound
-        colour = "#e8590c" if over and lo >= bound else "#4c6ef5"
+        colour = "#e8590c" if bound is not None and lo >= bound else "#4c6ef5"
         parts.append(
             f'<rect x="{x(lo) + 1:.1f}" y="{yv(n):.1f}" width="{max(1.0, x(step) - left - 2):.1f}" '
             f'height="{yv(0) - yv(n):.1f}" fill="{colour}"><title>{n} job(s) recovered in '

@@ -20,7 +20,7 @@ import time
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import requests
 import yaml
@@ -118,7 +118,7 @@ def _workers(r: Redis, queue: str, bound: float) -> Check:
             silent.append(name)
     if not rows:
         return Check("workers", False, f"no worker registered on queue {queue}")
-    with_fix = sum(w["fix"] for w in rows)
+    with_fix = sum(1 for w in rows if w["fix"])
     ok = not silent and with_fix > 0
     detail = f"{len(rows)} worker(s), {with_fix} with the recovery layer"
     if silent:
@@ -131,8 +131,9 @@ def _workers(r: Redis, queue: str, bound: float) -> Check:
 def _no_stuck(r: Redis, queue: str, bound: float) -> Check:
     now = time.time()
     clients = {c.get("name", "") for c in r.client_list()}
-    stuck = []
-    for member, deadline in r.zrange(f"rq:wip:{queue}", 0, -1, withscores=True):
+    stuck: list[dict[str, Any]] = []
+    wip = cast(list[tuple[bytes, float]], r.zrange(f"rq:wip:{queue}", 0, -1, withscores=True))
+    for member, deadline in wip:
         job_id = _s(member).split(":")[0]
         if r.exists(f"shap:live:{job_id}"):
             continue  # the recovery layer's lease says its worker is alive

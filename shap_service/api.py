@@ -14,6 +14,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -253,7 +254,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             view["recovery"] = track["reason"]
         if track.get("recovering_by"):
             view["recovered_by"] = track["recovering_by"]
-        facts = {
+        facts: dict[str, Callable[[str], Any]] = {
             "duration_s": float,
             "queue_wait_s": float,
             "peak_rss_bytes": int,

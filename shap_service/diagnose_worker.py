@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -146,10 +146,11 @@ def diagnose(conn: Redis, queue: str, *, liveness_ttl: float) -> dict[str, Any]:
     # Jobs in RQ's started registry that no worker with the fix started (plain RQ workers, or
     # jobs from before the fix): stuck when their worker's connections are gone (RQ names its
     # pubsub connection after the worker) or RQ's own heartbeat deadline has passed.
-    for member, score in conn.zrange(f"rq:wip:{queue}", 0, -1, withscores=True):
+    wip = cast(list[tuple[bytes, float]], conn.zrange(f"rq:wip:{queue}", 0, -1, withscores=True))
+    for member, score in wip:
         job_id = _s(member).split(":")[0]
-        state = conn.hget(track_key(job_id), "state")
-        if state is not None and _s(state) != "queued":
+        untracked_state = conn.hget(track_key(job_id), "state")
+        if untracked_state is not None and _s(untracked_state) != "queued":
             continue
         worker = _s(conn.hget(f"rq:job:{job_id}", "worker_name") or "") or None
         gone = connected is not None and worker is not None and worker not in connected

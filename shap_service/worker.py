@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -34,7 +35,7 @@ def build_worker(settings: Settings, *, fix: str = "bundled", name: str | None =
     conn = Redis.from_url(settings.redis_url)
     queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
     # log_job_description=False: a job's arguments are user rows; keep them out of the logs.
-    kwargs = dict(connection=conn, serializer=JSONSerializer, name=name, log_job_description=False)
+    kwargs: dict[str, Any] = dict(connection=conn, serializer=JSONSerializer, name=name, log_job_description=False)
     if fix == "none":
         return Worker([queue], **kwargs)
     if fix != "bundled":

@@ -240,14 +240,14 @@ class RecoveringWorker(Worker):
             wait = max(0.0, float(track["first_started_at"]) - float(track["enqueued_at"]))
         q = self.settings.queue_name
         with self._fix_connection.pipeline(transaction=False) as pipe:
-            facts = {"duration_s": round(duration, 4), "cause": cause}
+            facts: dict[str, str | int | float] = {"duration_s": round(duration, 4), "cause": cause}
             if rss:
                 facts["peak_rss_bytes"] = rss
                 pipe.lpush(f"shap:peaks:{q}", rss)
                 pipe.ltrim(f"shap:peaks:{q}", 0, 199)
             if wait is not None:
                 facts["queue_wait_s"] = round(wait, 4)
-            pipe.hset(track_key(job.id), mapping=facts)
+            pipe.hset(track_key(job.id), mapping=facts)  # type: ignore[arg-type]  # redis-py's key type is invariant
             if status == "finished":
                 pipe.lpush(f"shap:durations:{attempt.model}", round(duration, 4))
                 pipe.ltrim(f"shap:durations:{attempt.model}", 0, 199)
