@@ -28,9 +28,11 @@ test: $(BIN)/harness
 soak: $(BIN)/harness
 	$(BIN)/harness run --scenario nemesis --profile soak $(if $(SEED),--seed $(SEED))
 
+# CI runs this before the tests: style, formatting and types ([tool.mypy] in pyproject.toml).
 lint: $(BIN)/harness
 	$(BIN)/ruff check shap_service harness fixtures scenarios tests
 	$(BIN)/ruff format --check shap_service harness fixtures scenarios tests
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) reports/out build *.egg-info
