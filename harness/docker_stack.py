@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 # Before testcontainers is imported anywhere: its Ryuk reaper would be pulled from Docker Hub.
 os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
@@ -521,19 +521,7 @@ class DockerStack(ServiceClient):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def __enter__(self) -> DockerStack:
-        self._sigterm_as_interrupt()
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _sigterm_as_interrupt(self) -> None:
+    def _entering(self) -> None:
         """While the stack lives, SIGTERM unwinds like Ctrl-C, so the `with` removes everything."""
         if threading.current_thread() is not threading.main_thread():
             return
@@ -549,7 +537,7 @@ class DockerStack(ServiceClient):
         """Engine answers and both images exist locally; raises DockerUnavailable otherwise."""
         self.service_image, self.redis_image = preflight(self.service_image, self.redis_image)
 
-    def start(self) -> DockerStack:
+    def start(self) -> Self:
         from testcontainers.core.config import testcontainers_config
         from testcontainers.core.network import Network
 

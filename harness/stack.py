@@ -25,7 +25,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import requests
 from redis import Redis
@@ -258,6 +258,29 @@ class ServiceClient:
                 return handle
         raise KeyError(f"no worker {name} in this stack")
 
+    # -- lifecycle: `with` starts everything and removes everything, even on a failed start --
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _entering(self) -> None:
+        """Called before `start` by `with` (DockerStack: SIGTERM then unwinds like Ctrl-C)."""
+
+    def __enter__(self) -> Self:
+        self._entering()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 class Stack(ServiceClient):
     """Redis, the API and N workers as local processes, labelled with the run id."""
@@ -373,18 +396,7 @@ class Stack(ServiceClient):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def __enter__(self) -> Stack:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> Stack:
+    def start(self) -> Self:
         reap_leftovers()  # a crashed earlier run must not hold ports or pollute `ps`
         t0 = time.monotonic()
         self.start_redis()
