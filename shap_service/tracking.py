@@ -20,6 +20,7 @@ running|completing|queued -> recovering -> queued|failed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -567,15 +568,13 @@ class Tracker:
             ids = [_s(x) for x in ids]
             report.scanned = int(scanned)
             report.skipped_live = report.scanned - len(ids)
-        redis_start: list[tuple[float, int]] = []
+        redis_started = functools.cache(self.redis_started)  # one INFO per sweep, and only if needed
 
         def in_outage(ts: float) -> bool:
             """Did this lease (last renewed at `ts`) lapse partly while Redis was down?"""
             if force:
                 return False
-            if not redis_start:  # one INFO per sweep, only when some lease is to be judged
-                redis_start.append(self.redis_started())
-            started_at, uptime = redis_start[0]
+            started_at, uptime = redis_started()
             if ts >= started_at or uptime >= math.ceil(self.liveness_ttl):
                 return False
             report.held_s = max(report.held_s, math.ceil(self.liveness_ttl) - uptime)
