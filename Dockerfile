@@ -22,6 +22,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 COPY README.md ./
+COPY rq_recovery ./rq_recovery
 COPY shap_service ./shap_service
 COPY harness ./harness
 RUN pip install --no-deps . && rm -rf /src

@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run demo test soak lint clean
+.PHONY: run demo test soak lint clean rq-contract
 
 $(BIN)/harness: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,15 @@ test: $(BIN)/harness
 soak: $(BIN)/harness
 	$(BIN)/harness run --scenario nemesis --profile soak $(if $(SEED),--seed $(SEED))
 
+# RQ's own test suite against the installed rq, stock and with rq_recovery's worker classes swapped in, compared
+# (tests/rq_contract/). Needs root and redis-server: each run gets a private network namespace. Not part of `test`.
+rq-contract: $(BIN)/harness
+	PYTHON=$(BIN)/python bash scripts/rq_contract.sh both
+
 # CI runs this before the tests: style, formatting and types ([tool.mypy] in pyproject.toml).
 lint: $(BIN)/harness
-	$(BIN)/ruff check shap_service harness fixtures scenarios tests
-	$(BIN)/ruff format --check shap_service harness fixtures scenarios tests
+	$(BIN)/ruff check rq_recovery shap_service harness fixtures scenarios tests
+	$(BIN)/ruff format --check rq_recovery shap_service harness fixtures scenarios tests
 	$(BIN)/mypy
 
 clean:

@@ -275,7 +275,7 @@ def bench_scale(*, jobs: int = 10_000, workers: int = 8, kill_every: float = 2.0
 
 def bench_sweep(*, entries: int = 10_000) -> dict[str, Any]:
     """One sweep pass over `entries` started attempts (all alive), and the fix's memory per job."""
-    from shap_service.tracking import Tracker  # a benchmark of the fix itself
+    from rq_recovery.tracking import Tracker  # a benchmark of the fix itself
 
     with Stack(StackConfig(workers=0)) as stack:
         r = stack.redis

@@ -180,13 +180,13 @@ def _project_meta(project: Path) -> dict:
 
 
 def _source_digest(project: Path) -> str:
-    """Hash of shap_service/'s files (paths and bytes): a code change makes a new app tag."""
+    """Hash of the service's and the fix's files (paths and bytes): a code change makes a new app tag."""
     h = hashlib.sha256()
-    root = project / "shap_service"
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        if "__pycache__" in path.parts or path.suffix == ".pyc":
-            continue
-        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for root in (project / "rq_recovery", project / "shap_service"):
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            if "__pycache__" in path.parts or path.suffix == ".pyc":
+                continue
+            h.update(path.relative_to(project).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 

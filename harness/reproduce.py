@@ -57,14 +57,14 @@ def reproduce_stuck_job(*, wait_s: float = 10.0) -> int:
         print("    Stock RQ would fail it only when a surviving worker's maintenance runs: ~13.5 min here.")
 
         _say(3, "diagnose-worker (read-only) sees it:")
-        diag_rc = _run([sys.executable, "-m", "shap_service.diagnose_worker", *q])
+        diag_rc = _run([sys.executable, "-m", "rq_recovery.diagnose_worker", *q])
 
         _say(4, "Deploy the fix. The stock worker stops; repair-stuck-jobs (render.yaml's preDeployCommand)")
         print("    requeues the job with the same atomic sweep the fixed workers run:")
         for handle in list(stack.workers):
             if handle.process.alive():
                 handle.process.stop()
-        _run([sys.executable, "-m", "shap_service.repair_stuck_jobs", *q, "--timeout", "1"])
+        _run([sys.executable, "-m", "rq_recovery.repair_stuck_jobs", *q, "--timeout", "1"])
         print(f"    GET /jobs/{job_id} -> status `{stack.job(job_id)['status']}`")
 
         _say(5, "A worker running the recovery layer (shap-worker) starts and picks the job up.")

@@ -588,7 +588,7 @@ def _capture_diagnosis(stack: Backend, history: History, path: Path) -> None:
     except Exception:  # noqa: BLE001
         return
     try:
-        argv = [sys.executable, "-m", "shap_service.diagnose_worker", "--redis-url", stack.redis_url]
+        argv = [sys.executable, "-m", "rq_recovery.diagnose_worker", "--redis-url", stack.redis_url]
         argv += ["--queue", stack.config.queue, "--json"]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         try:

@@ -33,11 +33,13 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, metrics
+from rq_recovery import metrics
+from rq_recovery.tracking import Tracker
+
+from . import __version__
 from .config import Settings, SettingsError
 from .jobs import JOB_FUNC
 from .model import MODELS
-from .tracking import Tracker
 
 __all__ = ["create_app", "main", "AnalyzeRequest", "MAX_BODY_BYTES", "MAX_ROWS"]
 
@@ -94,12 +96,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # rather than sit in redis-py's default backoff, which nests and can hold it for many seconds.
     retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.2), 1)
     redis = Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0, retry=retry)
-    tracker = Tracker.from_settings(redis, settings)
+    tracker = Tracker.from_settings(redis, settings, serializer=JSONSerializer)
     stop = threading.Event()
 
     def sweep_forever() -> None:
         # Workers sweep too; this one makes sure jobs move on even when no worker survives.
-        Tracker.from_settings(redis, settings).run(
+        Tracker.from_settings(redis, settings, serializer=JSONSerializer).run(
             stop, by="api", interval=settings.sweep_interval, connection_check=settings.connection_check
         )
 
@@ -293,7 +295,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/admin/cleanup_jobs", dependencies=[Depends(require_admin)])
     def cleanup_jobs() -> dict[str, int]:
-        report = Tracker.from_settings(redis, settings).sweep(
+        report = Tracker.from_settings(redis, settings, serializer=JSONSerializer).sweep(
             by="api-admin", connection_check=settings.connection_check
         )
         return report.counts()

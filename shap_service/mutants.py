@@ -15,12 +15,17 @@ one of them has a blind spot; tests/test_detection_power.py checks that each goe
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
-from .tracking import Tracker, _now, live_key, running_key, track_key
-from .worker_process_fix import RecoveringWorker
+from rq.job import Job
+
+from rq_recovery.keys import live_key, running_key, track_key
+from rq_recovery.tracking import Tracker, _now
+from rq_recovery.worker_process_fix import RecoveringWorker
 
 __all__ = ["MUTANTS", "OUTSIDE_PROCESS"]
 
@@ -56,7 +61,7 @@ class _RacyTracker(Tracker):
         self.connection.delete(live_key(job_id))
         return int(track.get("attempt", 0))
 
-    def start(self, job_id: str, *, token: str, worker: str, pid: int) -> int:
+    def start(self, job_id: str, *, token: str, worker: str, pid: int, queue: str | None = None) -> int:
         # No duplicate-delivery guard: whoever dequeues the job runs it.
         attempt = int(self.connection.hincrby(track_key(job_id), "attempt", 1))
         now = _now()
@@ -74,24 +79,27 @@ class _RacyTracker(Tracker):
         )
         self.connection.hsetnx(track_key(job_id), "first_started_at", now)
         self.connection.set(live_key(job_id), token, px=int(self.liveness_ttl * 1000))
-        self.connection.zadd(running_key(self.queue_name), {job_id: now})
+        self.connection.zadd(running_key(), {job_id: now})
         return attempt
 
 
-class _UnfencedTracker(Tracker):
-    def fence(self, job_id: str, token: str, *, worker: str) -> bool:
-        return True  # "the worker finished it, so its result is good"
+class _UnfencedWorker(RecoveringWorker):
+    @contextlib.contextmanager
+    def _fenced(self, job: Job) -> Iterator[None]:
+        yield None  # "the worker finished it, so its result is good"
 
 
-def _mutant(name: str, tracker: type[Tracker]) -> type[RecoveringWorker]:
-    return type(f"Mutant_{name.replace('-', '_')}", (RecoveringWorker,), {"tracker_class": tracker})
+def _mutant(
+    name: str, tracker: type[Tracker], base: type[RecoveringWorker] = RecoveringWorker
+) -> type[RecoveringWorker]:
+    return type(f"Mutant_{name.replace('-', '_')}", (base,), {"tracker_class": tracker})
 
 
 MUTANTS: dict[str, type[RecoveringWorker]] = {
     "eager-sweeper": _mutant("eager-sweeper", _EagerTracker),
     "never-fail": _mutant("never-fail", _NeverFailTracker),
     "racy-sweeper": _mutant("racy-sweeper", _RacyTracker),
-    "no-fencing": _mutant("no-fencing", _UnfencedTracker),
+    "no-fencing": _mutant("no-fencing", Tracker, _UnfencedWorker),
 }
 
 #: Not a worker class: the original deployment's mistake, reproduced by `worker.build_worker`.
@@ -100,4 +108,4 @@ OUTSIDE_PROCESS = "outside-process"
 
 def apply_fix_in_a_throwaway_interpreter() -> None:
     """What the original deployment did: "apply" the fix in another process. It changes nothing here."""
-    subprocess.run([sys.executable, "-c", "import shap_service.worker_process_fix"], check=True)
+    subprocess.run([sys.executable, "-c", "import rq_recovery.worker_process_fix"], check=True)

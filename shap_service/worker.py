@@ -9,6 +9,7 @@ harness compares against. Models load here, in the parent, before RQ forks work-
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from typing import Any
@@ -18,9 +19,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
+from rq_recovery.worker_process_fix import RecoveringWorker
+
 from . import __version__, model
 from .config import Settings, SettingsError
-from .worker_process_fix import RecoveringWorker
 
 __all__ = ["main", "build_worker", "FIX_CHOICES"]
 
@@ -29,6 +31,13 @@ __all__ = ["main", "build_worker", "FIX_CHOICES"]
 FIX_CHOICES = ["bundled", "none", "eager-sweeper", "never-fail", "racy-sweeper", "no-fencing", "outside-process"]
 
 log = logging.getLogger("shap_service.worker")
+
+
+class ShapWorker(RecoveringWorker):
+    """The service's worker: the recovery layer, plus its models' load stats in its registration."""
+
+    def worker_info(self) -> dict[str, str]:
+        return {"model_stats": json.dumps(model.stats())}
 
 
 def build_worker(settings: Settings, *, fix: str = "bundled", name: str | None = None) -> Worker:
@@ -45,7 +54,7 @@ def build_worker(settings: Settings, *, fix: str = "bundled", name: str | None =
             mutants.apply_fix_in_a_throwaway_interpreter()
             return Worker([queue], **kwargs)
         return mutants.MUTANTS[fix]([queue], settings=settings, **kwargs)
-    return RecoveringWorker([queue], settings=settings, **kwargs)
+    return ShapWorker([queue], settings=settings, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,7 +111,7 @@ def test_metrics_count_what_happened(stack_factory):
     assert value(m, "shap_jobs_long_running", queue=q) == 0  # unflagged when it ended
 
     diag = subprocess.run(
-        [sys.executable, "-m", "shap_service.diagnose_worker", "--redis-url", stack.redis_url, "--queue", q, "--json"],
+        [sys.executable, "-m", "rq_recovery.diagnose_worker", "--redis-url", stack.redis_url, "--queue", q, "--json"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,12 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from redis import Redis
+
+from .config import default
+from .keys import PREFIX
+
+#: Prefix of every metric name (METRICS_NAMESPACE).
+NAMESPACE: str = os.environ.get("METRICS_NAMESPACE") or default("METRICS_NAMESPACE")
 
 __all__ = [
     "HISTOGRAMS",
@@ -55,11 +62,11 @@ RENDER_PLANS = (("starter", 512 * 2**20), ("standard", 2 * 2**30), ("pro", 4 * 2
 
 
 def _counters_key(queue: str) -> str:
-    return f"shap:metrics:{queue}"
+    return f"{PREFIX}metrics:{queue}"
 
 
 def _hist_key(queue: str, name: str) -> str:
-    return f"shap:hist:{queue}:{name}"
+    return f"{PREFIX}hist:{queue}:{name}"
 
 
 def _observe(pipe: Any, queue: str, name: str, value: float) -> None:
@@ -140,7 +147,7 @@ class RedisCollector(Collector):
         r.ping()
         rtt = time.perf_counter() - t0
 
-        depth = GaugeMetricFamily("shap_queue_jobs", "Jobs per RQ registry", labels=["queue", "registry"])
+        depth = GaugeMetricFamily(f"{NAMESPACE}_queue_jobs", "Jobs per RQ registry", labels=["queue", "registry"])
         base = f"rq:queue:{q}"
         with r.pipeline(transaction=False) as pipe:
             pipe.llen(base)
@@ -154,10 +161,10 @@ class RedisCollector(Collector):
         yield depth
 
         jobs = CounterMetricFamily(
-            "shap_jobs", "Jobs ended, by outcome and cause", labels=["queue", "outcome", "cause"]
+            f"{NAMESPACE}_jobs", "Jobs ended, by outcome and cause", labels=["queue", "outcome", "cause"]
         )
         recov = CounterMetricFamily(
-            "shap_recoveries", "Recovery actions on abandoned jobs", labels=["queue", "action", "cause"]
+            f"{NAMESPACE}_recoveries", "Recovery actions on abandoned jobs", labels=["queue", "action", "cause"]
         )
         for field, value in r.hgetall(_counters_key(q)).items():
             kind, a, b = _s(field).split("|", 2)
@@ -165,9 +172,11 @@ class RedisCollector(Collector):
         yield jobs
         yield recov
 
-        stats = {_s(k): int(v) for k, v in r.hgetall(f"shap:stats:{q}").items()}
+        stats = {_s(k): int(v) for k, v in r.hgetall(f"{PREFIX}stats:{q}").items()}
         late = CounterMetricFamily(
-            "shap_late_completions_rejected", "Outcome writes refused: the attempt was superseded", labels=["queue"]
+            f"{NAMESPACE}_late_completions_rejected",
+            "Outcome writes refused: the attempt was superseded",
+            labels=["queue"],
         )
         late.add_metric([q], stats.get("late_completions_rejected", 0))
         yield late
@@ -179,21 +188,23 @@ class RedisCollector(Collector):
                 cum += raw.get(repr(bound), 0.0)
                 buckets.append((repr(bound), cum))
             buckets.append(("+Inf", cum + raw.get("+Inf", 0.0)))
-            h = HistogramMetricFamily(f"shap_{name}", help_text, labels=["queue"])
+            h = HistogramMetricFamily(f"{NAMESPACE}_{name}", help_text, labels=["queue"])
             h.add_metric([q], buckets, raw.get("sum", 0.0))
             yield h
 
         now = time.time()
         alive = GaugeMetricFamily(
-            "shap_workers", "Workers whose recovery layer beat within its lease", labels=["queue"]
+            f"{NAMESPACE}_workers", "Workers whose recovery layer beat within its lease", labels=["queue"]
         )
         age = GaugeMetricFamily(
-            "shap_worker_heartbeat_age_seconds", "Seconds since each worker's recovery layer beat", labels=["worker"]
+            f"{NAMESPACE}_worker_heartbeat_age_seconds",
+            "Seconds since each worker's recovery layer beat",
+            labels=["worker"],
         )
         workers = [_s(k).removeprefix("rq:worker:") for k in r.smembers(f"rq:workers:{q}")]
         live = 0
         for w in workers:
-            beat, settings = r.hmget(f"shap:worker:{w}", ["beat_at", "settings"])
+            beat, settings = r.hmget(f"{PREFIX}worker:{w}", ["beat_at", "settings"])
             if beat is None:
                 continue
             silent = max(0.0, now - float(beat))
@@ -205,12 +216,12 @@ class RedisCollector(Collector):
         yield age
 
         long_running = GaugeMetricFamily(
-            "shap_jobs_long_running", "Running jobs flagged as abnormally long", labels=["queue"]
+            f"{NAMESPACE}_jobs_long_running", "Running jobs flagged as abnormally long", labels=["queue"]
         )
-        long_running.add_metric([q], r.scard(f"shap:long:{q}"))
+        long_running.add_metric([q], r.scard(f"{PREFIX}long:{q}"))
         yield long_running
 
-        g = GaugeMetricFamily("shap_redis_roundtrip_seconds", "PING round trip from the API to Redis")
+        g = GaugeMetricFamily(f"{NAMESPACE}_redis_roundtrip_seconds", "PING round trip from the API to Redis")
         g.add_metric([], rtt)
         yield g
 

@@ -8,7 +8,7 @@ import os
 
 __all__ = ["emit"]
 
-log = logging.getLogger("shap_service.events")
+log = logging.getLogger("rq_recovery.events")
 
 
 def emit(event: str, *, level: int = logging.INFO, **fields: object) -> None:

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from . import __version__, metrics
 from .config import Settings, SettingsError, redact_url
-from .tracking import connection_name, limbo_key, live_key, running_key, track_key, worker_key
+from .keys import PREFIX, connection_name, limbo_key, live_key, running_key, track_key, worker_key
 
 __all__ = ["diagnose", "main", "ReadOnlyRedis", "WriteRefused"]
 
@@ -117,7 +117,7 @@ def diagnose(conn: Redis, queue: str, *, liveness_ttl: float) -> dict[str, Any]:
         )
 
     stuck, running = [], []
-    for job_id in (_s(j) for j in conn.zrange(running_key(queue), 0, -1)):
+    for job_id in (_s(j) for j in conn.zrange(running_key(), 0, -1)):
         track = {_s(k): _s(v) for k, v in conn.hgetall(track_key(job_id)).items()}
         state = track.get("state", "queued")
         if state not in ("running", "completing", "recovering"):
@@ -161,12 +161,12 @@ def diagnose(conn: Redis, queue: str, *, liveness_ttl: float) -> dict[str, Any]:
             )
 
     limbo = {_s(k): round(now - float(_s(v)), 1) for k, v in conn.hgetall(limbo_key(queue)).items()}
-    long_ids = {_s(j) for j in conn.smembers(f"shap:long:{queue}")}
+    long_ids = {_s(j) for j in conn.smembers(f"{PREFIX}long:{queue}")}
     long_running = [
         dict(j, p95_s=_float(conn.hget(track_key(j["job_id"]), "p95_s"))) for j in running if j["job_id"] in long_ids
     ]
-    peaks = [int(_s(p)) for p in conn.lrange(f"shap:peaks:{queue}", 0, 199)]
-    stats = {_s(k): _s(v) for k, v in conn.hgetall(f"shap:stats:{queue}").items()}
+    peaks = [int(_s(p)) for p in conn.lrange(f"{PREFIX}peaks:{queue}", 0, 199)]
+    stats = {_s(k): _s(v) for k, v in conn.hgetall(f"{PREFIX}stats:{queue}").items()}
     memory = {
         "jobs_sampled": len(peaks),
         "horse_peak_rss_max_bytes": max(peaks) if peaks else None,
@@ -201,11 +201,15 @@ def _recommend(
     out = []
     with_fix = [w for w in workers if w["fix"] != "none"]
     if not workers:
-        out.append("no worker is registered on this queue: start one (shap-worker); queued jobs wait until then")
+        out.append(
+            "no worker is registered on this queue: start one "
+            "(rq worker -w rq_recovery.worker_process_fix.RecoveringWorker); queued jobs wait until then"
+        )
     elif not with_fix:
         out.append(
             "no worker runs the recovery layer (fix=none): jobs of a dead worker stay 'started' for ~15 min "
-            "or forever; run shap-worker (it loads the fix in the worker process)"
+            "or forever; run `rq worker -w rq_recovery.worker_process_fix.RecoveringWorker` "
+            "(the fix must load in the worker process)"
         )
     if stuck:
         out.append(

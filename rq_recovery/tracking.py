@@ -1,0 +1,862 @@
+"""Per-job tracking, leases, fencing and sweeps: the state the recovery layer keeps beside RQ's.
+
+For every job a worker with the fix starts we keep a hash ``<prefix>track:<job_id>`` (attempt,
+token, worker, queue, serializer, timestamps, state, reason) and, while an attempt runs, a
+lease ``<prefix>live:<job_id>`` whose value is the attempt's token and whose TTL the worker
+parent refreshes every HEARTBEAT_INTERVAL. RQ stays the authority on the job itself: its
+status, queues, registries, retries, repeats, dependencies and callbacks.
+
+Every transition that two processes could race on is atomic:
+
+- ``start`` (Lua): a worker begins an attempt with a fresh token. Refused only while another
+  attempt holds a live lease (a duplicate delivery). A job RQ put back on a queue by itself
+  (its own Retry, a Repeat, a requeue, a reused id) starts a new life at attempt 1; a job the
+  fix requeued continues its count.
+- ``beat`` (Lua): extend the lease, only if the token is still current.
+- the outcome commit (`fencing`): RQ's own MULTI/EXEC that writes the job's outcome also WATCHes
+  the track, checks the token and ends the attempt, so a superseded attempt can never write.
+- ``claim`` (Lua): a sweeper (or the owner) takes the job over for recovery. Exactly one caller
+  wins; it then requeues the job on its origin queue, or gives up on it the way RQ's own
+  abandoned-job cleanup does (failure callback, exception handlers, RQ's Retry, dependents).
+
+Track states: queued -> running -> finished | failed | stopped | canceled | queued (RQ took it
+back), and running | queued -> recovering -> queued | failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import threading
+import time
+import types
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import ResponseError
+from rq import Queue
+from rq.callbacks import execute_failure_callback
+from rq.exceptions import AbandonedJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.job_lifecycle import call_exception_handlers, record_job_failure
+from rq.rate_limit import release_slot
+from rq.registry import StartedJobRegistry
+from rq.serializers import SERIALIZER_ALIASES, resolve_serializer
+from rq.timeouts import UnixSignalDeathPenalty
+from rq.utils import utcformat
+
+from . import metrics
+from .config import Settings
+from .events import emit
+from .keys import (
+    CONNECTION_PREFIX,
+    PREFIX,
+    active_key,
+    connection_name,
+    limbo_key,
+    live_key,
+    running_key,
+    stats_key,
+    track_key,
+    worker_key,
+)
+
+__all__ = [
+    "FINAL",
+    "TERMINAL",
+    "SweepReport",
+    "Tracker",
+    "connection_name",
+    "live_key",
+    "serializer_path",
+    "track_key",
+    "worker_key",
+]
+
+log = logging.getLogger("rq_recovery")
+
+#: The only statuses that end a job. RQ has 11; stopped/canceled are not a recovery.
+TERMINAL = (JobStatus.FINISHED.value, JobStatus.FAILED.value)
+#: Statuses a sweeper must never undo: terminal, or ended on purpose by a person.
+FINAL = (*TERMINAL, JobStatus.STOPPED.value, JobStatus.CANCELED.value)
+
+#: How often sweepers look at CLIENT LIST for vanished workers (seconds).
+WATCH_TICK = 0.2
+
+
+def serializer_path(serializer: Any) -> str:
+    """A name `rq.serializers.resolve_serializer` turns back into `serializer`."""
+    resolved = resolve_serializer(serializer)
+    for alias, known in SERIALIZER_ALIASES.items():
+        if resolved is known:
+            return alias
+    if isinstance(resolved, types.ModuleType):
+        return resolved.__name__
+    return f"{resolved.__module__}.{getattr(resolved, '__qualname__', type(resolved).__qualname__)}"
+
+
+# KEYS: track, live, running  ARGV: token, worker, pid, now, ttl_ms, queue, serializer
+# Returns the new attempt number, or -2 when another attempt holds a live lease or a recovery
+# is under way (a duplicate delivery): the caller must not run it. Idempotent per token.
+_START = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'running' and redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
+  return tonumber(redis.call('HGET', KEYS[1], 'attempt'))  -- a retried START whose reply was lost
+end
+if state == 'running' and redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
+if state == 'recovering' then return -2 end
+local attempt
+local carried = redis.call('HGET', KEYS[1], 'fix_requeued')
+if carried == 'next' or state == 'running' then  -- recovered by the fix, or an attempt that never ended
+  attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+elseif carried == 'same' then
+  attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0')
+  if attempt < 1 then attempt = 1 end
+else
+  attempt = 1  -- RQ itself put the job on a queue (first run, its Retry, a Repeat, a requeue)
+  redis.call('HDEL', KEYS[1], 'reason', 'cause', 'error_type', 'recovering_by')
+end
+redis.call('HDEL', KEYS[1], 'fix_requeued', 'ended_token')
+redis.call('PERSIST', KEYS[1])
+redis.call('HSET', KEYS[1], 'state', 'running', 'attempt', attempt, 'token', ARGV[1], 'worker', ARGV[2],
+  'pid', ARGV[3], 'started_at', ARGV[4], 'heartbeat_at', ARGV[4], 'queue', ARGV[6], 'serializer', ARGV[7])
+redis.call('HSETNX', KEYS[1], 'enqueued_at', ARGV[4])
+redis.call('HSETNX', KEYS[1], 'first_started_at', ARGV[4])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[4], string.match(KEYS[1], 'track:(.*)$'))
+return attempt
+"""
+
+# KEYS: track, live  ARGV: token, now, ttl_ms  -> 1 beating, 0 superseded
+_BEAT = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[2])
+return 1
+"""
+
+# KEYS: track, live  ARGV: mode, expected_token, now, by, stale_after_s
+# mode 'expired': the lease must be gone and the token unchanged since the caller read it.
+# mode 'owner':   the caller holds the current token (its own horse died or was handed back).
+# mode 'limbo':   dequeued but never started: state queued, no token.
+# mode 'stale':   a recoverer died mid-recovery long enough ago.
+# Returns the attempt number on success, -1 otherwise. Exactly one caller wins.
+_CLAIM = """
+local token = redis.call('HGET', KEYS[1], 'token') or ''
+local state = redis.call('HGET', KEYS[1], 'state') or 'queued'
+local mode = ARGV[1]
+if mode == 'expired' then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+  if token ~= ARGV[2] or token == '' or state ~= 'running' then return -1 end
+elseif mode == 'owner' then
+  if token ~= ARGV[2] or token == '' or state ~= 'running' then return -1 end
+elseif mode == 'limbo' then
+  if state ~= 'queued' or token ~= '' then return -1 end
+  if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+elseif mode == 'stale' then
+  if state ~= 'recovering' then return -1 end
+  local at = tonumber(redis.call('HGET', KEYS[1], 'recovering_at') or '0')
+  if tonumber(ARGV[3]) - at < tonumber(ARGV[5]) then return -1 end
+else
+  return redis.error_reply('unknown claim mode')
+end
+redis.call('HSET', KEYS[1], 'state', 'recovering', 'token', '', 'recovering_by', ARGV[4],
+  'recovering_at', ARGV[3], 'recovering_from', state)
+redis.call('DEL', KEYS[2])
+return tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0')
+"""
+
+
+# KEYS: running  ARGV: key prefix, then the workers whose connection is gone.
+# Returns {scanned, [job ids worth a closer look]}. Key names are computed here, so this one
+# script is not Redis-Cluster safe (nor is RQ's layout).
+_SUSPECTS = """
+local gone = {}
+for i = 2, #ARGV do gone[ARGV[i]] = true end
+local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+local out = {}
+for _, id in ipairs(ids) do
+  local track = ARGV[1] .. 'track:' .. id
+  if redis.call('HGET', track, 'state') ~= 'running'
+     or redis.call('EXISTS', ARGV[1] .. 'live:' .. id) == 0
+     or gone[redis.call('HGET', track, 'worker') or ''] then
+    out[#out + 1] = id
+  end
+end
+return {#ids, out}
+"""
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@dataclass
+class SweepReport:
+    """What one sweep saw and did; /admin/cleanup_jobs returns the first four counts."""
+
+    scanned: int = 0
+    requeued: int = 0
+    failed: int = 0
+    skipped_live: int = 0
+    finalized: int = 0
+    held_s: float = 0.0  # > 0: Redis restarted lately; some leases wait this long (see redis_started)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "scanned": self.scanned,
+            "requeued": self.requeued,
+            "failed": self.failed,
+            "skipped_live": self.skipped_live,
+        }
+
+
+class Tracker:
+    """The recovery layer's view of Redis: start/beat/claim attempts, and sweep every queue.
+
+    `queue_name` is where `enqueue` puts jobs (the service's queue); `queues` are the queues
+    whose dequeue gap this tracker watches (default: just `queue_name`). Running jobs are swept
+    on whatever queue they came from. `serializer` reads jobs whose track does not name one.
+    """
+
+    def __init__(
+        self,
+        connection: Redis,
+        queue_name: str,
+        *,
+        liveness_ttl: float,
+        max_attempts: int,
+        failure_ttl: int | None = None,
+        connection_grace: float = 0.6,
+        heartbeat_interval: float | None = None,
+        queues: Sequence[str] | None = None,
+        serializer: Any = None,
+        exception_handlers: Sequence[Callable[..., Any]] = (),
+        death_penalty_class: type = UnixSignalDeathPenalty,
+    ) -> None:
+        self.connection_grace = connection_grace
+        self.connection = connection
+        self.queue_name = queue_name
+        self.queues = list(queues) if queues else [queue_name]
+        self.liveness_ttl = liveness_ttl
+        self.heartbeat_interval = heartbeat_interval or liveness_ttl / 3
+        self.max_attempts = max_attempts
+        self.failure_ttl = failure_ttl
+        self.serializer = resolve_serializer(serializer)
+        self.exception_handlers = list(exception_handlers)
+        self.death_penalty_class = death_penalty_class
+        self.queue = Queue(queue_name, connection=connection, serializer=self.serializer)
+        self._start = connection.register_script(_START)
+        self._beat = connection.register_script(_BEAT)
+        self._claim = connection.register_script(_CLAIM)
+        self._suspects = connection.register_script(_SUSPECTS)
+        self._missing: dict[str, float] = {}  # worker -> when its connection was first seen gone
+        self._seen: set[str] = set()
+        self._announced: set[str] = set()
+
+    @classmethod
+    def from_settings(cls, connection: Redis, settings: Settings, **options: Any) -> Tracker:
+        return cls(
+            connection,
+            settings.queue_name,
+            liveness_ttl=settings.liveness_ttl,
+            max_attempts=settings.max_attempts,
+            failure_ttl=getattr(settings, "failure_ttl", None),
+            connection_grace=settings.connection_grace,
+            heartbeat_interval=settings.heartbeat_interval,
+            **options,
+        )
+
+    # -- enqueue side (the SHAP service's API) --------------------------------------------
+
+    def enqueue(self, func: str, *, kwargs: dict[str, Any], job_timeout: int, result_ttl: int) -> Job:
+        """Enqueue a job and its tracking record in one MULTI, so neither exists alone."""
+        now = _now()
+        job_id = str(uuid.uuid4())
+        with self.connection.pipeline() as pipe:
+            job = self.queue.enqueue_call(
+                func,
+                kwargs=kwargs,
+                job_id=job_id,
+                timeout=job_timeout,
+                result_ttl=result_ttl,
+                failure_ttl=self.failure_ttl,
+                pipeline=pipe,
+            )
+            pipe.hset(
+                track_key(job_id),
+                mapping={"state": "queued", "attempt": 0, "enqueued_at": now, "queue": self.queue_name},
+            )
+            pipe.zadd(active_key(self.queue_name), {job_id: now})
+            pipe.execute()
+        return job
+
+    # -- worker side ----------------------------------------------------------------------
+
+    def start(self, job_id: str, *, token: str, worker: str, pid: int, queue: str | None = None) -> int:
+        """Begin an attempt; returns its number, or a negative code: do not run the job."""
+        ms = int(self.liveness_ttl * 1000)
+        origin = queue or self.queue_name
+        res = int(
+            self._start(
+                keys=[track_key(job_id), live_key(job_id), running_key()],
+                args=[token, worker, pid, _now(), ms, origin, serializer_path(self.serializer)],
+            )
+        )
+        return res
+
+    def beat(self, job_id: str, token: str, *, connection: Redis | None = None) -> bool:
+        ms = int(self.liveness_ttl * 1000)
+        return bool(self._beat(keys=[track_key(job_id), live_key(job_id)], args=[token, _now(), ms], client=connection))
+
+    def claim(self, job_id: str, *, mode: str, token: str = "", by: str, stale_after: float = 30.0) -> int:
+        return int(self._claim(keys=[track_key(job_id), live_key(job_id)], args=[mode, token, _now(), by, stale_after]))
+
+    def count_late(self, job_id: str, *, worker: str, queue: str) -> None:
+        """A superseded attempt tried to write its outcome and was refused: say so."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hincrby(track_key(job_id), "late_completions", 1)
+            pipe.hset(track_key(job_id), mapping={"last_late_worker": worker, "last_late_at": _now()})
+            pipe.hincrby(stats_key(queue), "late_completions_rejected", 1)
+            pipe.execute()
+
+    # -- recovery actions (only after a successful claim) ---------------------------------
+
+    def fetch(self, job_id: str, track: dict[str, str] | None = None) -> Job:
+        """RQ's job, read with the serializer of the worker that started it."""
+        track = self.read(job_id) if track is None else track
+        serializer = resolve_serializer(track["serializer"]) if track.get("serializer") else self.serializer
+        return Job.fetch(job_id, connection=self.connection, serializer=serializer)
+
+    def recover(
+        self,
+        job_id: str,
+        *,
+        attempt: int,
+        reason: str,
+        by: str,
+        cause: str = "abandoned",
+        refund: bool = False,
+        exc_string: str = "",
+        exception_handlers: Sequence[Callable[..., Any]] | None = None,
+    ) -> str:
+        """Requeue the claimed job while attempts are left, else give up on it. Returns the action.
+
+        `cause` is a small closed set (a metrics label): abandoned, killed, handed_back,
+        dequeue_gap. `exc_string` (a traceback, when there was one) is kept in front of the reason.
+        """
+        try:
+            job = self.fetch(job_id)
+        except NoSuchJobError:
+            self._forget(job_id)
+            return "vanished"
+        if refund and attempt > 0:
+            attempt -= 1
+        if attempt < self.max_attempts:
+            self._requeue(job, reason=reason, cause=cause, refund=refund)
+            action = "requeued"
+        else:
+            reason = f"{reason}; attempts exhausted ({attempt}/{self.max_attempts})"
+            action = self._give_up(job, reason=reason, cause=cause, exc_string=exc_string, handlers=exception_handlers)
+        emit(f"job_{action}", level=logging.WARNING, job_id=job_id, attempt=attempt, by=by, cause=cause, reason=reason)
+        return action
+
+    def _silent_for(self, job_id: str, now: float) -> float | None:
+        beat = self.connection.hget(track_key(job_id), "heartbeat_at")
+        return now - float(beat) if beat else None
+
+    def _drop_executions(self, pipe: Any, job: Job) -> None:
+        """Remove the job's entries from RQ's started registry and the dequeue gap.
+
+        Read from the registry itself: RQ 3 keeps an execution record about 90 s and its index
+        about 150 s, so `job.get_executions()` raises for a job whose worker died a while ago.
+        """
+        registry = StartedJobRegistry(job.origin, connection=self.connection, serializer=self.serializer)
+        mine = [m for m in (_s(x) for x in self.connection.zrange(registry.key, 0, -1)) if m.split(":")[0] == job.id]
+        if mine:
+            pipe.zrem(registry.key, *mine)
+        pipe.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 0, job.id)
+
+    def _requeue(self, job: Job, *, reason: str, cause: str, refund: bool = False) -> None:
+        """Put the job back at the front of its own queue, exactly as RQ's retry does."""
+        now = _now()
+        silent = self._silent_for(job.id, now)
+        queue = Queue(job.origin, connection=self.connection, serializer=job.serializer)
+        enqueued_at = job.enqueued_at
+        with self.connection.pipeline() as pipe:
+            pipe.multi()
+            self._drop_executions(pipe, job)
+            pipe.hset(
+                track_key(job.id),
+                mapping={
+                    "state": "queued",
+                    "reason": reason,
+                    "requeued_at": now,
+                    "token": "",
+                    "fix_requeued": "same" if refund else "next",
+                },
+            )
+            pipe.hincrby(track_key(job.id), "requeues", 1)
+            pipe.zrem(running_key(), job.id)
+            pipe.hincrby(stats_key(job.origin), "requeued", 1)
+            pipe.hdel(limbo_key(job.origin), job.id)
+            metrics.record_recovery(pipe, job.origin, action="requeued", cause=cause, latency_s=silent)
+            # RQ's own retry path: no dependency check (it ran, so its dependencies were met),
+            # and no WATCH inside this MULTI. The job waited longest of all: the front.
+            queue._enqueue_job(job, pipeline=pipe, at_front=True)
+            if enqueued_at is not None:  # RQ's enqueued_at stays the first enqueue, as with its retry
+                pipe.hset(job.key, "enqueued_at", utcformat(enqueued_at))
+            pipe.execute()
+
+    def _give_up(
+        self,
+        job: Job,
+        *,
+        reason: str,
+        cause: str,
+        exc_string: str = "",
+        handlers: Sequence[Callable[..., Any]] | None = None,
+    ) -> str:
+        """What RQ's StartedJobRegistry.cleanup does with an abandoned job, with our reason.
+
+        The failure callback and the exception handlers run; RQ's own Retry, if the job has one
+        left, requeues it (a new life for the fix's count); else the job fails, its dependents
+        that allow failure are enqueued, and webhooks fire.
+        """
+        now = _now()
+        silent = self._silent_for(job.id, now)
+        queue = Queue(job.origin, connection=self.connection, serializer=job.serializer)
+        exc = AbandonedJobError(reason)
+        try:
+            execute_failure_callback(job, self.death_penalty_class, AbandonedJobError, exc, None)
+        except Exception:  # noqa: BLE001 - as in RQ: a raising callback must not stop the recovery
+            log.exception("failure callback of job %s raised", job.id)
+        handlers = self.exception_handlers if handlers is None else handlers
+        if handlers:
+            call_exception_handlers(list(handlers), job, AbandonedJobError, exc, None)
+        full = f"{exc_string.rstrip()}\n{reason}" if exc_string.strip() else reason
+        retry = bool(job.retries_left and job.retries_left > 0)
+        with self.connection.pipeline() as pipe:
+            pipe.multi()
+            self._drop_executions(pipe, job)
+            common = {"reason": reason, "token": "", "cause": cause}
+            pipe.zrem(running_key(), job.id)
+            pipe.hdel(limbo_key(job.origin), job.id)
+            metrics.record_recovery(pipe, job.origin, action="failed", cause=cause, latency_s=silent)
+            if retry:
+                pipe.hset(track_key(job.id), mapping={**common, "state": "queued"})  # type: ignore[dict-item]
+                pipe.hdel(track_key(job.id), "fix_requeued")
+                job.retry(queue, pipe)
+            else:
+                pipe.hset(track_key(job.id), mapping={**common, "state": "failed", "ended_at": now})  # type: ignore[dict-item]
+                record_job_failure(job, full, pipe)
+                ttl = job.failure_ttl if job.failure_ttl is not None else self.failure_ttl
+                if ttl is not None and ttl >= 0:
+                    pipe.expire(track_key(job.id), max(int(ttl), 1))
+                metrics.record_outcome(pipe, job.origin, outcome="failed", cause=cause)
+                pipe.zrem(active_key(job.origin), job.id)
+                pipe.hincrby(stats_key(job.origin), "failed_recovery", 1)
+            pipe.execute()
+        if not retry:
+            try:
+                queue.enqueue_dependents(job, refresh_job_status=False)
+            except Exception:  # noqa: BLE001 - as in RQ: logged; its maintenance recovers them
+                log.exception("enqueueing the dependents of job %s failed", job.id)
+            job.send_webhooks(JobStatus.FAILED, exc_string=full)
+        release_slot(job)
+        return "retried" if retry else "failed"
+
+    def _forget(self, job_id: str, origin: str | None = None) -> None:
+        with self.connection.pipeline() as pipe:
+            pipe.zrem(running_key(), job_id)
+            for queue in {origin or self.queue_name, self.queue_name}:
+                pipe.zrem(active_key(queue), job_id)
+                pipe.hdel(limbo_key(queue), job_id)
+            pipe.delete(live_key(job_id))
+            pipe.execute()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def read(self, job_id: str) -> dict[str, str]:
+        return {_s(k): _s(v) for k, v in self.connection.hgetall(track_key(job_id)).items()}
+
+    def running_ids(self) -> list[str]:
+        return [_s(x) for x in self.connection.zrange(running_key(), 0, -1)]
+
+    def watch_connections(self) -> bool:
+        """Note which workers' connections vanished; True when one just passed CONNECTION_GRACE.
+
+        Cheap (one CLIENT LIST), so sweepers call it several times a second and run a full
+        sweep only when a worker has really gone: that is what recovers a killed worker's job
+        in about a second instead of a lease.
+        """
+        names = self.live_connections()
+        if names is None:
+            return False
+        now = _now()
+        present = {n.removeprefix(CONNECTION_PREFIX) for n in names if n.startswith(CONNECTION_PREFIX)}
+        for worker in self._seen - present:
+            self._missing.setdefault(worker, now)
+        for worker in present:
+            self._missing.pop(worker, None)
+            self._announced.discard(worker)
+        self._seen = present | {w for w, t in self._missing.items() if now - t < 3600}
+        due = {w for w, t in self._missing.items() if now - t >= self.connection_grace} - self._announced
+        self._announced |= due
+        return bool(due)
+
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        by: str,
+        interval: float,
+        connection_check: bool,
+        on_report: Callable[[SweepReport], None] | None = None,
+    ) -> None:
+        """Sweep every `interval` until `stop`; with `connection_check`, also at once when a
+        worker's connection has been gone for the grace period."""
+        tick = min(WATCH_TICK, interval) if connection_check else interval
+        next_full = 0.0
+        holding = False
+        while not stop.wait(tick):
+            try:
+                urgent = connection_check and self.watch_connections()
+                if urgent or time.monotonic() >= next_full:
+                    next_full = time.monotonic() + interval
+                    report = self.sweep(by=by, connection_check=connection_check)
+                    if report.held_s > 0 and not holding:
+                        emit("sweep_held", level=logging.WARNING, by=by, why="Redis restarted", held_s=report.held_s)
+                    holding = report.held_s > 0
+                    if on_report is not None:
+                        on_report(report)
+            except Exception as exc:  # noqa: BLE001 - Redis away: try again next tick
+                log.debug("sweeper %s: %s", by, exc)
+
+    def live_connections(self) -> set[str] | None:
+        """Names of connected clients, or None where CLIENT LIST is not allowed (managed Redis)."""
+        try:
+            clients = self.connection.client_list()
+        except Exception:  # noqa: BLE001 - a refused command just disables the shortcut
+            return None
+        return {c.get("name", "") for c in clients if c.get("name")}
+
+    def rq_worker_alive(self, name: str, *, names: set[str] | None = None) -> bool:
+        """Does a plain RQ worker of this name still live (registration, heartbeat, connection)?
+
+        RQ registers a worker at `rq:worker:<name>` with a TTL it refreshes, and names its
+        connection after the worker. Either one present means: leave its job alone.
+        """
+        if not name or name == "?":
+            return False
+        if self.connection.exists(f"rq:worker:{name}"):
+            return True
+        return names is not None and (name in names or connection_name(name) in names)
+
+    def adopt_untracked(self, *, silent_after: float, dry_run: bool = False, force: bool = False) -> list[str]:
+        """Track started jobs the fix never saw (plain RQ workers, jobs from before the fix).
+
+        Such a job is adopted only when RQ's own heartbeat on it is older than `silent_after`
+        and, unless `force`, its worker is gone (RQ's registration and its connection); it then
+        has no lease, so the next sweep recovers it. Returns the ids adopted (or that would be).
+        """
+        names = self.live_connections()
+        now = _now()
+        adopted: list[str] = []
+        for queue in self.queues:
+            registry = StartedJobRegistry(queue, connection=self.connection, serializer=self.serializer)
+            for job_id in registry.get_job_ids(cleanup=False):
+                state = self.connection.hget(track_key(job_id), "state")
+                if state is not None and _s(state) not in ("queued",) + FINAL:
+                    continue  # started by a worker with the fix: its lease says everything
+                try:
+                    job = Job.fetch(job_id, connection=self.connection, serializer=self.serializer)
+                    status = getattr(job.get_status(refresh=False), "value", None)
+                except Exception:  # noqa: BLE001 - vanished, or unreadable: nothing to adopt
+                    continue
+                beat = job.last_heartbeat or job.started_at
+                if status != JobStatus.STARTED.value or beat is None:
+                    continue
+                beat_ts = beat.replace(tzinfo=beat.tzinfo or UTC).timestamp()
+                if now - beat_ts < silent_after:
+                    continue
+                if not force and self.rq_worker_alive(job.worker_name or "", names=names):
+                    continue
+                adopted.append(job_id)
+                if dry_run:
+                    continue
+                with self.connection.pipeline() as pipe:
+                    pipe.hset(
+                        track_key(job_id),
+                        mapping={
+                            "state": "running",
+                            "token": "adopted",
+                            "attempt": 1,
+                            "worker": job.worker_name or "?",
+                            "heartbeat_at": beat_ts,
+                            "started_at": beat_ts,
+                            "queue": job.origin,
+                            "serializer": serializer_path(self.serializer),
+                        },
+                    )
+                    pipe.zadd(running_key(), {job_id: beat_ts})
+                    pipe.execute()
+        return adopted
+
+    # -- the sweep ------------------------------------------------------------------------
+
+    def sweep(
+        self,
+        *,
+        by: str,
+        silent_after: float | None = None,
+        force: bool = False,
+        dry_run: bool = False,
+        connection_check: bool = True,
+    ) -> SweepReport:
+        """Recover every job whose attempt has gone silent; see the module docstring.
+
+        `silent_after` (default: the lease) is how long since the last heartbeat counts as dead.
+        With `connection_check`, a running job whose worker has no Redis connection left is
+        recovered at once (a killed process's sockets close within milliseconds; a frozen or
+        partitioned one's linger, so those fall back to the lease): either its connection was
+        seen to vanish for CONNECTION_GRACE, or (a sweeper that just started, a burst worker)
+        it is absent now and the worker has missed a beat. `force` also takes jobs whose worker
+        still beats. `dry_run` reports what would happen and changes nothing.
+        """
+        report = SweepReport()
+        names = self.live_connections() if connection_check else None
+        if connection_check:
+            self.watch_connections()
+        now = _now()
+        gone = {w for w, t in self._missing.items() if now - t >= self.connection_grace} if connection_check else set()
+        present = {n.removeprefix(CONNECTION_PREFIX) for n in names or () if n.startswith(CONNECTION_PREFIX)}
+        if force:
+            ids = self.running_ids()
+            report.scanned = len(ids)
+        else:
+            # One script reads the whole running set and returns only the suspects (lease gone,
+            # worker's connection gone, or not plainly running): a healthy 10,000-job sweep is
+            # one round trip, not 20,000 commands. A worker absent right now is a suspect too.
+            absent = self._absent_workers(present) if names is not None else set()
+            scanned, ids = self._suspects(keys=[running_key()], args=[PREFIX, *sorted(gone | absent)])
+            ids = [_s(x) for x in ids]
+            report.scanned = int(scanned)
+            report.skipped_live = report.scanned - len(ids)
+        redis_started = functools.cache(self.redis_started)  # one INFO per sweep, and only if needed
+
+        def in_outage(ts: float) -> bool:
+            """Did this lease (last renewed at `ts`) lapse partly while Redis was down?"""
+            if force:
+                return False
+            started_at, uptime = redis_started()
+            if ts >= started_at or uptime >= math.ceil(self.liveness_ttl):
+                return False
+            report.held_s = max(report.held_s, math.ceil(self.liveness_ttl) - uptime)
+            return True
+
+        if not ids:
+            self._sweep_limbo(report, by=by, now=now, dry_run=dry_run, in_outage=in_outage)
+            return report
+        with self.connection.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(track_key(job_id))
+                pipe.pttl(live_key(job_id))
+            raw = pipe.execute()
+        for i, job_id in enumerate(ids):
+            track = {_s(k): _s(v) for k, v in raw[2 * i].items()}
+            pttl = int(raw[2 * i + 1])
+            state = track.get("state", "queued")
+            if state == "recovering":
+                self._sweep_stale(report, job_id, track, by=by, now=now, dry_run=dry_run)
+                continue
+            if state != "running":
+                if not dry_run:
+                    self._forget(job_id, track.get("queue"))  # ended, or RQ took it back itself
+                continue
+            token = track.get("token", "")
+            worker = track.get("worker", "?")
+            beat_age = now - float(track.get("heartbeat_at") or track.get("started_at") or now)
+            lease_alive = pttl > 0
+            conn_gone = worker in gone or (
+                names is not None
+                and worker not in present
+                and beat_age >= self.heartbeat_interval + self.connection_grace
+                and token != "adopted"
+                and track.get("named") != "0"
+            )
+            dead = not lease_alive or conn_gone
+            if silent_after is not None:
+                dead = dead and beat_age >= silent_after
+            if dead and in_outage(now - beat_age):
+                report.skipped_live += 1  # Redis restarted since its last beat: one lease to beat again
+                continue
+            if not dead and not force:
+                report.skipped_live += 1
+                continue
+            why = (
+                f"worker {worker} has no Redis connection"
+                if lease_alive and conn_gone
+                else f"worker {worker} silent for {beat_age:.1f} s"
+            )
+            if force and not dead:
+                why = f"forced: worker {worker} still beating ({beat_age:.1f} s ago)"
+            attempt = int(track.get("attempt", "0"))
+            reason = f"abandoned: {why}, attempt {attempt}/{self.max_attempts}"
+            if dry_run:
+                action = "requeue" if attempt < self.max_attempts else "fail"
+                report.actions.append({"job_id": job_id, "action": action, "reason": reason, "dry_run": True})
+                continue
+            if lease_alive:
+                # The lease is still there (connection check or force): drop it first, but only
+                # if it is still this attempt's, so that the claim below stays exact.
+                self.connection.eval(
+                    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+                    1,
+                    live_key(job_id),
+                    token,
+                )
+            self._recover_claimed(report, job_id, mode="expired", token=token, reason=reason, by=by)
+        self._sweep_limbo(report, by=by, now=now, dry_run=dry_run, in_outage=in_outage)
+        return report
+
+    def _absent_workers(self, present: set[str]) -> set[str]:
+        """Workers of running jobs with no named connection right now (a first look)."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            ids = self.running_ids()
+            for job_id in ids:
+                pipe.hmget(track_key(job_id), "worker", "heartbeat_at", "token", "named")
+            rows = pipe.execute() if ids else []
+        now, out = _now(), set()
+        for worker, beat, token, named in rows:
+            if worker is None or _s(token or "") == "adopted" or named == b"0":
+                continue
+            w = _s(worker)
+            if w not in present and beat and now - float(beat) >= self.heartbeat_interval + self.connection_grace:
+                out.add(w)
+        return out
+
+    def redis_started(self) -> tuple[float, int]:
+        """When Redis (re)started, on this host's clock, and its uptime in whole seconds.
+
+        Lease expiry times are absolute, so a lease also runs out while Redis is down: right
+        after a restart, every worker that beat before it looks dead. `sweep` gives such a job
+        one whole lease of Redis uptime for its worker to beat again. Where INFO is refused
+        (some managed Redis) or has no uptime, Redis counts as up for ever: leases are judged
+        at once.
+        """
+        forever = 1 << 30
+        try:
+            uptime = int(self.connection.info("server").get("uptime_in_seconds", forever))
+        except ResponseError:
+            uptime = forever
+        return _now() - uptime, uptime
+
+    def _recover_claimed(
+        self, report: SweepReport, job_id: str, *, mode: str, token: str, reason: str, by: str
+    ) -> None:
+        attempt = self.claim(job_id, mode=mode, token=token, by=by)
+        if attempt < 0:
+            return  # someone else won, or the worker beat in time
+        # Only a job RQ still calls `started` was abandoned (as in RQ's own cleanup): one that
+        # wrote its outcome just before dying, was stopped or canceled, or that RQ already put
+        # back on a queue is only finalized.
+        track = self.read(job_id)
+        try:
+            job = self.fetch(job_id, track)
+            status = getattr(job.get_status(refresh=True), "value", None)
+        except NoSuchJobError:
+            self._forget(job_id, track.get("queue"))
+            return
+        if status != JobStatus.STARTED.value:
+            self.connection.hset(track_key(job_id), mapping={"state": status or "queued", "ended_at": _now()})
+            self._forget(job_id, job.origin)
+            report.finalized += 1
+            return
+        action = self.recover(job_id, attempt=attempt, reason=reason, by=by)
+        report.actions.append({"job_id": job_id, "action": action, "reason": reason})
+        if action == "requeued":
+            report.requeued += 1
+        elif action in ("failed", "retried"):
+            report.failed += action == "failed"
+            report.requeued += action == "retried"
+
+    def _sweep_stale(
+        self, report: SweepReport, job_id: str, track: dict[str, str], *, by: str, now: float, dry_run: bool
+    ) -> None:
+        at = float(track.get("recovering_at", "0"))
+        if now - at < 30.0:
+            return
+        if dry_run:
+            report.actions.append({"job_id": job_id, "action": "finish-recovery", "dry_run": True})
+            return
+        reason = track.get("reason") or f"recovery by {track.get('recovering_by')} did not complete"
+        self._recover_claimed(report, job_id, mode="stale", token="", reason=reason, by=by)
+
+    def _sweep_limbo(
+        self, report: SweepReport, *, by: str, now: float, dry_run: bool, in_outage: Callable[[float], bool]
+    ) -> None:
+        """Jobs a worker moved to RQ's intermediate list but never started (died in between)."""
+        for queue in self.queues:
+            self._sweep_limbo_of(queue, report, by=by, now=now, dry_run=dry_run, in_outage=in_outage)
+
+    def _sweep_limbo_of(
+        self,
+        queue: str,
+        report: SweepReport,
+        *,
+        by: str,
+        now: float,
+        dry_run: bool,
+        in_outage: Callable[[float], bool],
+    ) -> None:
+        intermediate = Queue(queue, connection=self.connection).intermediate_queue_key
+        ids = [_s(x) for x in self.connection.lrange(intermediate, 0, -1)]
+        seen = {_s(k): float(_s(v)) for k, v in self.connection.hgetall(limbo_key(queue)).items()}
+        gone = [j for j in seen if j not in ids]
+        if gone and not dry_run:
+            self.connection.hdel(limbo_key(queue), *gone)
+        for job_id in ids:
+            state = self.connection.hget(track_key(job_id), "state")
+            if state is not None and _s(state) != "queued":
+                continue
+            first = seen.get(job_id)
+            if first is None:
+                if not dry_run:
+                    self.connection.hsetnx(limbo_key(queue), job_id, now)
+                continue
+            if now - first < self.liveness_ttl or in_outage(first):
+                continue
+            reason = f"lost between dequeue and start for {now - first:.1f} s"
+            if dry_run:
+                report.actions.append({"job_id": job_id, "action": "requeue", "reason": reason, "dry_run": True})
+                continue
+            if state is None:  # a job enqueued without our API: track it from here on
+                self.connection.hset(track_key(job_id), mapping={"state": "queued", "attempt": 0, "queue": queue})
+            attempt = self.claim(job_id, mode="limbo", by=by)
+            if attempt < 0:
+                continue
+            try:
+                job = self.fetch(job_id)
+            except NoSuchJobError:
+                self._forget(job_id, queue)
+                continue
+            if getattr(job.get_status(refresh=False), "value", None) in FINAL:
+                self.connection.hset(track_key(job_id), "state", job.get_status(refresh=False).value)
+                self.connection.lrem(intermediate, 0, job_id)
+                continue
+            # refund: the attempt never started, so it must not count
+            self._requeue(job, reason=reason, cause="dequeue_gap", refund=True)
+            report.requeued += 1
+            report.actions.append({"job_id": job_id, "action": "requeued", "reason": reason})

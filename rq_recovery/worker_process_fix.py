@@ -1,0 +1,672 @@
+"""The recovery layer inside the worker process: leases, fencing, failure policy, sweeping.
+
+`RecoveringWorker` is an RQ `Worker` (and `RecoveryMixin` makes any `Worker` subclass one):
+
+    rq worker -w rq_recovery.worker_process_fix.RecoveringWorker [queues]
+
+The fix lives in this class, in the very process that executes jobs; importing a module in a
+throwaway interpreter before `rq worker` starts (the original deployment's "fix") changes
+nothing in the worker. It needs no constructor argument: settings come from the environment
+(`rq_recovery.config`), and the worker's own connection, queues, name and serializer are used
+wherever the fix talks to Redis.
+
+Two threads run in the worker parent, which stays responsive while the forked work-horse
+computes (a GIL-holding or C-spinning job cannot starve them):
+
+- the lifeline beats the running attempt's lease every HEARTBEAT_INTERVAL, keeps the worker's
+  named Redis connection open (so a killed worker's sockets vanish and say so), kills a horse
+  that runs past its timeout + HARD_KILL_GRACE (hung C code ignores RQ's SIGALRM), and hands
+  the job back when a SIGTERM'd worker's job would outlive SHUTDOWN_GRACE;
+- the sweeper recovers other workers' abandoned jobs every SWEEP_INTERVAL (`Tracker.sweep`).
+
+Outcomes are RQ's own: the fix only fences RQ's outcome transaction (`fencing`) and, when the
+work-horse was killed from outside (the OOM killer) or handed back, requeues the job instead
+of failing it. Everything else (exceptions, timeouts, RQ's Retry and Repeat, stop, kill-horse
+commands, callbacks, dependents) goes through RQ unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+from redis import ConnectionPool, Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+from rq.job import Job
+from rq.queue import Queue
+from rq.worker import HerokuWorker, RandomWorker, RoundRobinWorker, Worker
+
+from . import __version__, metrics
+from .config import Settings
+from .events import emit
+from .fencing import Fence, Superseded, fenced_client
+from .keys import connection_name, stats_key, track_key, worker_key
+from .tracking import SweepReport, Tracker
+
+__all__ = [
+    "FIX_NAME",
+    "RecoveringHerokuWorker",
+    "RecoveringRandomWorker",
+    "RecoveringRoundRobinWorker",
+    "RecoveringWorker",
+    "RecoveryMixin",
+]
+
+FIX_NAME = "bundled"
+log = logging.getLogger("rq_recovery")
+
+# RQ's words for a dead horse.
+_HORSE_DIED = "Work-horse terminated unexpectedly"
+_UNREACHABLE = -3  # _start could not reach Redis
+
+
+@dataclass
+class _Attempt:
+    job_id: str
+    token: str
+    number: int
+    started: float  # monotonic
+    timeout: float  # math.inf for job_timeout=-1
+    queue: str
+    func: str = "?"
+    superseded: bool = False
+    peak_rss: int = 0
+    flagged_long: bool = False
+    warned_memory: bool = False
+
+
+class RecoveryMixin:
+    """Makes an RQ `Worker` (or subclass) one whose jobs always end, whatever happens to it."""
+
+    #: The tracker (leases, claims, sweeps) this worker uses; deliberately broken ones swap it.
+    tracker_class: type[Tracker] = Tracker
+    #: RQ doubles its wait after each failed dequeue up to 60 s: after a 10 s outage a worker
+    #: would sit idle for seconds with Redis back. Retry at least every 2 s instead.
+    max_connection_wait_time = 2.0
+
+    # Attributes RQ's Worker provides.
+    connection: Redis
+    name: str
+    serializer: Any
+    is_horse: bool
+    horse_pid: int
+    death_penalty_class: Any
+    _exc_handlers: list[Any]
+    _stopped_job_id: str | None
+    _stop_requested: bool
+
+    def __init__(self, *args: Any, settings: Settings | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.settings = settings if settings is not None else Settings.from_env()
+        self._attempt: _Attempt | None = None
+        self._lock = threading.Lock()
+        self._stop_at: float | None = None
+        self._kill: tuple[str, str] | None = None  # (cause, why) when the lifeline killed the horse
+        self._rq_killed_horse = False  # RQ itself killed it (kill-horse command, its own timeout)
+        self._horse_rss: int | None = None
+        self._p95: dict[str, tuple[float, float]] = {}  # function -> (when computed, p95 seconds)
+        self._memory_limit = metrics.memory_limit_bytes(self.settings.memory_limit_mb)
+        self._threads_stop: threading.Event | None = None
+        self._trackers: dict[int, Tracker] = {}
+        self._clients: dict[str, Redis] = {}
+        self._named = True
+        self._burst = False
+        self._lifeline_ok_at = time.monotonic()  # last time the lifeline reached Redis
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _client(self, role: str) -> Redis:
+        """The fix's own connection for `role` (fix, lifeline), cloned from the worker's.
+
+        Named, so `CLIENT LIST` shows whether this worker is alive, with timeouts short enough
+        that a dead socket costs a fraction of the lease. The lifeline has one to itself, and
+        makes one attempt per tick (its loop is the retry): no redis-py backoff, which sat for
+        seconds after a Redis restart with the lease running out.
+        """
+        client = self._clients.get(role)
+        if client is None:
+            pool = self.connection.connection_pool
+            io = self.settings.redis_io_timeout_s
+            options: dict[str, Any] = {
+                **pool.connection_kwargs,
+                "socket_timeout": io,
+                "socket_connect_timeout": io,
+                "health_check_interval": 0,
+            }
+            if self._named:
+                options["client_name"] = connection_name(self.name)
+            if role == "lifeline":
+                options["retry"] = Retry(NoBackoff(), 0)
+            client = Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **options))
+            self._clients[role] = client
+        return client
+
+    def _check_client_name(self) -> None:
+        """A Redis user without CLIENT commands (ACL): warn and rely on the lease alone, as RQ does."""
+        try:
+            self._client("fix").ping()
+        except ResponseError as exc:
+            if "NOPERM" not in str(exc).upper() and "client" not in str(exc).lower():
+                raise
+            emit("connection_check_off", level=logging.WARNING, worker=self.name, why=str(exc))
+            self._named = False
+            for client in self._clients.values():
+                client.connection_pool.disconnect()
+            self._clients.clear()
+
+    @property
+    def tracker(self) -> Tracker:
+        """A Tracker on a connection that belongs to this process (the horse gets its own)."""
+        pid = os.getpid()
+        tracker = self._trackers.get(pid)
+        if tracker is None:
+            conn = self._client("fix") if not self.is_horse else self.connection
+            tracker = self._new_tracker(conn)
+            self._trackers[pid] = tracker
+        return tracker
+
+    def _new_tracker(self, conn: Redis) -> Tracker:
+        names = self.queue_names()  # type: ignore[attr-defined]
+        return self.tracker_class.from_settings(
+            conn,
+            self.settings,
+            queues=names,
+            serializer=self.serializer,
+            exception_handlers=self._exc_handlers,
+            death_penalty_class=self.death_penalty_class,
+        )
+
+    def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
+        self._burst = burst
+        return super().work(burst, *args, **kwargs)  # type: ignore[misc]
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)  # type: ignore[misc]
+        self._ensure_threads()
+        if self._burst:
+            self._sweep_once("burst worker starting")
+
+    def teardown(self) -> None:
+        stop = self._threads_stop
+        if stop is not None:
+            stop.set()
+            self._threads_stop = None
+        super().teardown()  # type: ignore[misc]
+        if not self.is_horse:
+            if self._burst:
+                self._sweep_once("burst worker quitting")
+            with contextlib.suppress(Exception):
+                self._client("fix").delete(worker_key(self.name))
+
+    def _sweep_once(self, why: str) -> None:
+        """A burst worker lives only while its queues have jobs: it sweeps as it comes and goes."""
+        try:
+            report = self.tracker.sweep(by=self.name, connection_check=self.settings.connection_check)
+        except Exception as exc:  # noqa: BLE001 - Redis away: the next sweeper will do it
+            log.warning("%s: sweep failed: %s", why, exc)
+            return
+        if report.requeued or report.failed:
+            emit("sweep", worker=self.name, why=why, **report.counts())
+
+    def _ensure_threads(self) -> None:
+        """Start the lifeline and the sweeper (again after a teardown: `work()` may run twice)."""
+        if self._threads_stop is not None:
+            return
+        self._check_client_name()
+        self._register()
+        self._lifeline_ok_at = time.monotonic()
+        stop = self._threads_stop = threading.Event()
+        for target, name in ((self._lifeline, "lifeline"), (self._sweeper, "sweeper")):
+            threading.Thread(target=target, args=(stop,), name=f"rq-recovery-{name}", daemon=True).start()
+
+    # -- the attempt ------------------------------------------------------------------------
+
+    def dequeue_job_and_maintain_ttl(self, timeout: Any, max_idle_time: Any = None) -> Any:
+        self._await_lifeline()
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        self._ensure_threads()
+        self._await_lifeline()
+        token = uuid.uuid4().hex
+        number = self._start(job, token)
+        if number < 0:
+            why = {-2: "another attempt holds its lease"}.get(number, "Redis unreachable")
+            emit("job_skipped", job_id=job.id, worker=self.name, why=why)
+            if number != _UNREACHABLE:  # else the sweepers requeue it from the dequeue gap
+                self.connection.lrem(queue.intermediate_queue_key, 0, job.id)
+            return
+        # RQ: a job without a timeout gets its queue class's default; -1 never times out.
+        default_timeout = self.queue_class.DEFAULT_TIMEOUT  # type: ignore[attr-defined]
+        timeout = math.inf if job.timeout == -1 else float(job.timeout or default_timeout)
+        attempt = _Attempt(job.id, token, number, time.monotonic(), timeout, queue=job.origin, func=_func_name(job))
+        with self._lock:
+            self._attempt = attempt
+            self._kill = None
+            self._rq_killed_horse = False
+            self._horse_rss = None
+        emit("job_started", job_id=job.id, attempt=number, worker=self.name, pid=os.getpid(), func=attempt.func)
+        try:
+            super().execute_job(job, queue)  # type: ignore[misc]
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # Redis went away while RQ wrapped up the job (a restart, a partition). Stock RQ lets
+            # this kill the worker; the lease and the sweepers decide the job's fate, so keep the
+            # worker: wait for Redis and go on serving.
+            emit("redis_lost", level=logging.WARNING, job_id=job.id, worker=self.name, error=str(exc))
+            self._await_redis()
+        finally:
+            with self._lock:
+                self._attempt = None
+            self._finish(job, attempt)
+
+    def _start(self, job: Job, token: str) -> int:
+        """Tracker.start, retried over a short Redis blip (START is idempotent per token)."""
+        for delay in (0.0, 0.2, 0.5, 1.0):
+            time.sleep(delay)
+            try:
+                number = self.tracker.start(job.id, token=token, worker=self.name, pid=os.getpid(), queue=job.origin)
+                if number > 0 and not self._named:
+                    self.tracker.connection.hset(track_key(job.id), "named", 0)
+                return number
+            except (RedisConnectionError, RedisTimeoutError):
+                continue
+        return _UNREACHABLE
+
+    def _lifeline_healthy(self) -> bool:
+        s = self.settings
+        return time.monotonic() - self._lifeline_ok_at < s.heartbeat_interval + s.redis_io_timeout_s
+
+    def _await_lifeline(self) -> None:
+        """Take no job while this worker cannot prove it is alive.
+
+        Its main connection may be back before its lifeline is (a Redis restart, a network
+        reconnect): a job started now would have its lease lapse and run twice.
+        """
+        if self._lifeline_healthy() or self._threads_stop is None:
+            return
+        emit("waiting_for_lifeline", level=logging.WARNING, worker=self.name)
+        while not self._lifeline_healthy() and not self._stop_requested and self._threads_stop is not None:
+            time.sleep(0.05)
+
+    def _await_redis(self) -> None:
+        delay = 0.2
+        while not self._stop_requested:
+            try:
+                self.connection.ping()
+                emit("redis_back", worker=self.name)
+                return
+            except (RedisConnectionError, RedisTimeoutError):
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def wait_for_horse(self) -> Any:
+        pid, stat, rusage = super().wait_for_horse()  # type: ignore[misc]
+        if rusage is not None:
+            self._horse_rss = int(rusage.ru_maxrss) * 1024  # Linux reports KiB
+        return pid, stat, rusage
+
+    def kill_horse(self, *args: Any, **kwargs: Any) -> None:
+        # RQ kills the horse on a kill-horse command, a cold shutdown and its own hard timeout:
+        # the job then fails as RQ decides, it is not a death to recover from.
+        self._rq_killed_horse = True
+        super().kill_horse(*args, **kwargs)  # type: ignore[misc]
+
+    def _finish(self, job: Job, attempt: _Attempt) -> None:
+        """After the horse is gone: count the outcome RQ wrote, if this attempt wrote it."""
+        try:
+            track = self.tracker.read(job.id)
+        except Exception:  # noqa: BLE001 - Redis gone: the sweeper will see
+            return
+        if track.get("ended_token") != attempt.token:
+            return  # superseded, recovered, or handled by the owner's recovery path
+        status = track.get("state", "?")
+        duration = time.monotonic() - attempt.started
+        rss = max(self._horse_rss or 0, attempt.peak_rss) or None
+        cause = "ok" if status == "finished" else track.get("cause") or "exception"
+        wait = None
+        if track.get("first_started_at") and track.get("enqueued_at"):
+            wait = max(0.0, float(track["first_started_at"]) - float(track["enqueued_at"]))
+        q = attempt.queue
+        p = self.settings.key_prefix
+        with self._client("fix").pipeline(transaction=False) as pipe:
+            facts: dict[str, str | int | float] = {"duration_s": round(duration, 4), "cause": cause}
+            if rss:
+                facts["peak_rss_bytes"] = rss
+                pipe.lpush(f"{p}peaks:{q}", rss)
+                pipe.ltrim(f"{p}peaks:{q}", 0, 199)
+            if wait is not None:
+                facts["queue_wait_s"] = round(wait, 4)
+            pipe.hset(track_key(job.id), mapping=facts)  # type: ignore[arg-type]  # redis-py's key type is invariant
+            if status == "finished":
+                pipe.lpush(f"{p}durations:{attempt.func}", round(duration, 4))
+                pipe.ltrim(f"{p}durations:{attempt.func}", 0, 199)
+            pipe.srem(f"{p}long:{q}", job.id)
+            if status in ("finished", "failed"):
+                metrics.record_outcome(
+                    pipe, q, outcome=status, cause=cause, duration_s=duration, queue_wait_s=wait, peak_rss_bytes=rss
+                )
+            else:
+                metrics.record_attempt(pipe, q, duration_s=duration, peak_rss_bytes=rss)
+            pipe.execute()
+        emit(
+            f"job_{status}",
+            job_id=job.id,
+            attempt=attempt.number,
+            worker=self.name,
+            cause=cause,
+            duration_s=round(duration, 3),
+            queue_wait_s=None if wait is None else round(wait, 3),
+            peak_rss_bytes=rss,
+        )
+
+    def _owns(self, job: Job) -> _Attempt | None:
+        attempt = self._attempt
+        return attempt if attempt is not None and attempt.job_id == job.id else None
+
+    # -- fenced outcome writes (called in the horse, or in the parent for a dead horse) -------
+
+    @contextlib.contextmanager
+    def _fenced(self, job: Job) -> Iterator[Fence | None]:
+        """While RQ writes this attempt's outcome, its transactions are fenced (see `fencing`)."""
+        attempt = self._owns(job)
+        if attempt is None:
+            yield None
+            return
+        fence = Fence(job, attempt.token, default_result_ttl=self.default_result_ttl)  # type: ignore[attr-defined]
+        original = self.connection
+        self.connection = fenced_client(original, fence)
+        try:
+            yield fence
+        except Superseded:
+            pass
+        finally:
+            self.connection = original
+            if fence.superseded:
+                self.tracker.count_late(job.id, worker=self.name, queue=attempt.queue)
+                emit("late_completion_rejected", job_id=job.id, attempt=attempt.number, worker=self.name)
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any, execution: Any) -> None:
+        with self._fenced(job):
+            super().handle_job_success(job, queue, started_job_registry, execution)  # type: ignore[misc]
+
+    def handle_job_retry(self, job: Job, queue: Queue, retry: Any, started_job_registry: Any, execution: Any) -> None:
+        with self._fenced(job):
+            super().handle_job_retry(job, queue, retry, started_job_registry, execution)  # type: ignore[misc]
+
+    def handle_job_failure(
+        self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = "", execution: Any = None
+    ) -> None:
+        attempt = self._owns(job)
+        if attempt is None:
+            return super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)  # type: ignore[misc]
+        cause, why = self._classify(job, exc_string)
+        if cause in ("killed", "handed_back"):
+            self._recover_own(job, attempt, cause=cause, why=why, exc_string=exc_string)
+            return None
+        if why:
+            exc_string = f"{exc_string.rstrip()}\n{why}" if exc_string.strip() else why
+        with self._fenced(job) as fence:
+            super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)  # type: ignore[misc]
+        if fence is not None and fence.committed:
+            error_type = exc_string.strip().splitlines()[-1].split(":")[0] if exc_string.strip() else "?"
+            if cause == "timeout" or "JobTimeoutException" in exc_string:
+                cause = "timeout"
+            with contextlib.suppress(Exception):
+                self.connection.hset(track_key(job.id), mapping={"cause": cause, "error_type": error_type[:100]})
+        return None
+
+    def _recover_own(self, job: Job, attempt: _Attempt, *, cause: str, why: str, exc_string: str) -> None:
+        """The horse was killed from outside (the OOM killer) or handed back: requeue the job."""
+        number = self.tracker.claim(job.id, mode="owner", token=attempt.token, by=self.name)
+        if number < 0:
+            return  # already recovered elsewhere (this worker was presumed dead)
+        if not self.is_horse:
+            with self._client("fix").pipeline(transaction=False) as pipe:
+                rss = max(self._horse_rss or 0, attempt.peak_rss) or None
+                duration = time.monotonic() - attempt.started
+                metrics.record_attempt(pipe, attempt.queue, duration_s=duration, peak_rss_bytes=rss)
+                pipe.execute()
+        reason = f"{why}, attempt {number}/{self.settings.max_attempts}"
+        self.tracker.recover(
+            job.id,
+            attempt=number,
+            reason=reason,
+            by=self.name,
+            cause=cause,
+            refund=cause == "handed_back",
+            exc_string=exc_string,
+            exception_handlers=self._exc_handlers,
+        )
+
+    def _classify(self, job: Job, exc_string: str) -> tuple[str, str]:
+        """(cause, why): is this a death to recover from, or an outcome RQ decides?
+
+        A horse killed from outside (the OOM killer) or handed back says nothing about the job,
+        so it is requeued. An exception, a timeout, a stop or a kill RQ made itself is RQ's
+        business: it fails the job or applies the job's own Retry.
+        """
+        if self._kill is not None:
+            return self._kill
+        if self._rq_killed_horse or self._stopped_job_id == job.id:
+            return "exception", ""
+        if exc_string.startswith(_HORSE_DIED):
+            return "killed", "work-horse died: " + exc_string[len(_HORSE_DIED) :].strip(" ;")
+        return "exception", ""
+
+    def maintain_heartbeats(self, job: Job, execution: Any) -> None:
+        # A superseded (zombie) attempt must not re-add itself to RQ's started registry.
+        attempt = self._attempt
+        if attempt is not None and attempt.superseded:
+            return
+        super().maintain_heartbeats(job, execution)  # type: ignore[misc]
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
+        super().request_stop(signum, frame)  # type: ignore[misc]
+
+    # -- threads in the worker parent -------------------------------------------------------
+
+    def _kill_horse_for(self, cause: str, why: str) -> None:
+        with self._lock:
+            self._kill = (cause, why)
+        emit("horse_killed", level=logging.WARNING, worker=self.name, cause=cause, reason=why, horse_pid=self.horse_pid)
+        try:
+            os.killpg(os.getpgid(self.horse_pid), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+
+    def _lifeline(self, stop: threading.Event) -> None:
+        s = self.settings
+        tick = min(0.2, s.heartbeat_interval / 2)  # PINGs keep the named connection up
+        conn = self._client("lifeline")
+        tracker = self._new_tracker(conn)
+        next_beat = 0.0
+        lost_at: float | None = None
+        while not stop.wait(tick):
+            now = time.monotonic()
+            attempt = self._attempt
+            try:
+                if now >= next_beat:
+                    self._beat(conn, tracker, attempt, now)
+                    next_beat = now + s.heartbeat_interval  # a failed beat is retried next tick
+                else:
+                    conn.ping()  # reconnect at once after a Redis restart
+                self._lifeline_ok_at = time.monotonic()
+                if lost_at is not None:
+                    emit("lifeline_restored", worker=self.name, after_s=round(now - lost_at, 3))
+                    lost_at = None
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                if lost_at is None:
+                    lost_at = now
+                    emit("lifeline_lost", level=logging.WARNING, worker=self.name, error=str(exc))
+                # Sockets opened before the outage may be dead without knowing it: drop the idle ones.
+                self._client("fix").connection_pool.disconnect(inuse_connections=False)
+            except Exception as exc:  # noqa: BLE001 - never die: the lease depends on this thread
+                log.warning("lifeline: %s", exc)
+            try:
+                self._police_horse(attempt, now)  # also while Redis is away
+            except Exception as exc:  # noqa: BLE001 - never die
+                log.warning("lifeline: policing the horse: %s", exc)
+
+    def _beat(self, conn: Redis, tracker: Tracker, attempt: _Attempt | None, now: float) -> None:
+        self._register(conn)
+        if attempt is None or attempt.superseded:
+            return
+        if not tracker.beat(attempt.job_id, attempt.token):
+            attempt.superseded = True
+            emit("attempt_superseded", job_id=attempt.job_id, worker=self.name)
+        else:
+            self._watch(conn, attempt, now)
+
+    def _police_horse(self, attempt: _Attempt | None, now: float) -> None:
+        """Kill a horse hung past its timeout, or one that outlives a shutdown's grace."""
+        s = self.settings
+        if attempt is None or attempt.superseded or self._kill is not None or not self.horse_pid:
+            return
+        elapsed = now - attempt.started
+        if elapsed > attempt.timeout + s.hard_kill_grace:
+            why = f"timeout: hung for {elapsed:.0f} s, past its {attempt.timeout:.0f} s limit"
+            self._kill_horse_for("timeout", why)
+        elif self._stop_at is not None and now - self._stop_at > s.shutdown_grace:
+            self._kill_horse_for("handed_back", "handed back: worker shutting down")
+
+    def _watch(self, conn: Redis, attempt: _Attempt, now: float) -> None:
+        """Flag a job that runs abnormally long, and warn when its horse nears the memory limit."""
+        s, q, p = self.settings, attempt.queue, self.settings.key_prefix
+        try:
+            horse = psutil.Process(self.horse_pid)
+            rss = horse.memory_info().rss + sum(c.memory_info().rss for c in horse.children(recursive=True))
+            attempt.peak_rss = max(attempt.peak_rss, rss)
+        except (psutil.Error, ValueError):
+            rss = 0
+        if self._memory_limit and not attempt.warned_memory and rss > s.memory_warn_share * self._memory_limit:
+            attempt.warned_memory = True
+            conn.hset(track_key(attempt.job_id), "memory_warning", rss)
+            conn.hincrby(stats_key(q), "memory_warnings", 1)
+            emit(
+                "memory_warning",
+                level=logging.WARNING,
+                job_id=attempt.job_id,
+                worker=self.name,
+                rss_bytes=rss,
+                limit_bytes=self._memory_limit,
+                recommend_plan=metrics.recommend_plan(rss),
+            )
+        elapsed = now - attempt.started
+        if attempt.flagged_long or elapsed < s.long_running_min_s:
+            return
+        p95 = self._func_p95(conn, attempt.func, now)
+        if p95 is not None and elapsed > s.long_running_factor * p95:
+            attempt.flagged_long = True
+            with conn.pipeline(transaction=False) as pipe:
+                pipe.sadd(f"{p}long:{q}", attempt.job_id)
+                pipe.hset(track_key(attempt.job_id), mapping={"long_running": 1, "p95_s": round(p95, 4)})
+                pipe.hincrby(stats_key(q), "long_running_flagged", 1)
+                pipe.execute()
+            emit(
+                "job_long_running",
+                level=logging.WARNING,
+                job_id=attempt.job_id,
+                worker=self.name,
+                running_s=round(elapsed, 1),
+                func=attempt.func,
+                p95_s=round(p95, 3),
+            )
+
+    def _func_p95(self, conn: Redis, func: str, now: float) -> float | None:
+        """The p95 duration of the function's last 200 finished jobs, refreshed every 30 s."""
+        cached = self._p95.get(func)
+        if cached and now - cached[0] < 30:
+            return cached[1]
+        raw = sorted(float(x) for x in conn.lrange(f"{self.settings.key_prefix}durations:{func}", 0, 199))
+        p95 = raw[min(len(raw) - 1, int(0.95 * len(raw)))] if len(raw) >= 5 else None
+        if p95 is not None:
+            self._p95[func] = (now, p95)
+        return p95
+
+    def _sweeper(self, stop: threading.Event) -> None:
+        def note(report: SweepReport) -> None:
+            if report.requeued or report.failed:
+                emit("sweep", worker=self.name, **report.counts())
+
+        self._new_tracker(self._client("fix")).run(
+            stop,
+            by=self.name,
+            interval=self.settings.sweep_interval,
+            connection_check=self.settings.connection_check,
+            on_report=note,
+        )
+
+    def worker_info(self) -> dict[str, str]:
+        """Extra fields for this worker's registration (`diagnose-worker` shows them)."""
+        return {}
+
+    def _register(self, conn: Redis | None = None) -> None:
+        """Tell Redis the fix runs in this process; `diagnose-worker` and tests read it."""
+        key = worker_key(self.name)
+        attempt = self._attempt
+        with (conn or self._client("fix")).pipeline() as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "fix": FIX_NAME,
+                    "fix_version": __version__,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "beat_at": time.time(),
+                    "current_job": attempt.job_id if attempt else "",
+                    "queues": ",".join(self.queue_names()),  # type: ignore[attr-defined]
+                    "settings": json.dumps(
+                        {
+                            "heartbeat_interval": self.settings.heartbeat_interval,
+                            "liveness_ttl": self.settings.liveness_ttl,
+                            "sweep_interval": self.settings.sweep_interval,
+                            "max_attempts": self.settings.max_attempts,
+                        }
+                    ),
+                    **self.worker_info(),  # type: ignore[dict-item]  # redis-py's mapping type is invariant
+                },
+            )
+            pipe.expire(key, int(self.settings.liveness_ttl * 3) + 1)
+            pipe.execute()
+
+
+def _func_name(job: Job) -> str:
+    """The job's function, for per-function durations; '?' when its data cannot be read here."""
+    try:
+        return str(job.func_name)
+    except Exception:  # noqa: BLE001 - undecodable job data: the horse fails it
+        return "?"
+
+
+class RecoveringWorker(RecoveryMixin, Worker):
+    """An RQ `Worker` whose jobs always end `finished` or `failed`, whatever happens to it."""
+
+
+class RecoveringHerokuWorker(RecoveryMixin, HerokuWorker):
+    """RQ's `HerokuWorker` with the recovery layer."""
+
+
+class RecoveringRoundRobinWorker(RecoveryMixin, RoundRobinWorker):
+    """RQ's `RoundRobinWorker` with the recovery layer."""
+
+
+class RecoveringRandomWorker(RecoveryMixin, RandomWorker):
+    """RQ's `RandomWorker` with the recovery layer."""
