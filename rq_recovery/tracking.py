@@ -34,7 +34,7 @@ import types
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
@@ -47,7 +47,7 @@ from rq.job_lifecycle import call_exception_handlers, record_job_failure
 from rq.rate_limit import release_slot
 from rq.registry import StartedJobRegistry
 from rq.serializers import SERIALIZER_ALIASES, resolve_serializer
-from rq.timeouts import UnixSignalDeathPenalty
+from rq.timeouts import TimerDeathPenalty, UnixSignalDeathPenalty
 from rq.utils import utcformat
 
 from . import metrics
@@ -438,8 +438,12 @@ class Tracker:
         silent = self._silent_for(job.id, now)
         queue = Queue(job.origin, connection=self.connection, serializer=job.serializer)
         exc = AbandonedJobError(reason)
+        # RQ's default death penalty is SIGALRM, which only the main thread may set: a sweeper
+        # thread times the callback with a timer instead.
+        on_main = threading.current_thread() is threading.main_thread()
+        penalty = self.death_penalty_class if on_main else TimerDeathPenalty
         try:
-            execute_failure_callback(job, self.death_penalty_class, AbandonedJobError, exc, None)
+            execute_failure_callback(job, penalty, AbandonedJobError, exc, None)
         except Exception:  # noqa: BLE001 - as in RQ: a raising callback must not stop the recovery
             log.exception("failure callback of job %s raised", job.id)
         handlers = self.exception_handlers if handlers is None else handlers
@@ -553,16 +557,25 @@ class Tracker:
         return {c.get("name", "") for c in clients if c.get("name")}
 
     def rq_worker_alive(self, name: str, *, names: set[str] | None = None) -> bool:
-        """Does a plain RQ worker of this name still live (registration, heartbeat, connection)?
+        """Does a plain RQ worker of this name still live?
 
-        RQ registers a worker at `rq:worker:<name>` with a TTL it refreshes, and names its
-        connection after the worker. Either one present means: leave its job alone.
+        RQ names its connection after the worker: where CLIENT LIST is allowed, that settles it
+        (a killed worker's sockets close at once, while its registration lingers for its TTL).
+        Elsewhere, a registration whose heartbeat is younger than 90 s (RQ beats every 30 s
+        while a job runs) counts as alive.
         """
         if not name or name == "?":
             return False
-        if self.connection.exists(f"rq:worker:{name}"):
-            return True
-        return names is not None and (name in names or connection_name(name) in names)
+        if names is not None:
+            return name in names or connection_name(name) in names
+        raw = self.connection.hget(f"rq:worker:{name}", "last_heartbeat")
+        if raw is None:
+            return False
+        try:
+            beat = datetime.fromisoformat(_s(raw).replace("Z", "+00:00"))
+        except ValueError:
+            return True  # registered, heartbeat unreadable: do not guess it dead
+        return _now() - beat.replace(tzinfo=beat.tzinfo or UTC).timestamp() < 90
 
     def adopt_untracked(self, *, silent_after: float, dry_run: bool = False, force: bool = False) -> list[str]:
         """Track started jobs the fix never saw (plain RQ workers, jobs from before the fix).
@@ -730,6 +743,22 @@ class Tracker:
             self._recover_claimed(report, job_id, mode="expired", token=token, reason=reason, by=by)
         self._sweep_limbo(report, by=by, now=now, dry_run=dry_run, in_outage=in_outage)
         return report
+
+    def orphans(self, queues: set[str], *, exclude: str = "") -> list[str]:
+        """Running jobs on `queues` whose worker looks gone: no named connection (or, where
+        CLIENT LIST is refused, a missed beat). A sweep recovers them once their lease ends."""
+        names = self.live_connections()
+        present = {n.removeprefix(CONNECTION_PREFIX) for n in names or () if n.startswith(CONNECTION_PREFIX)}
+        now, out = _now(), []
+        for job_id in self.running_ids():
+            track = self.read(job_id)
+            worker = track.get("worker", "")
+            if track.get("state") != "running" or track.get("queue") not in queues or worker == exclude:
+                continue
+            beat_age = now - float(track.get("heartbeat_at") or now)
+            if (names is not None and worker not in present) or beat_age > 1.5 * self.heartbeat_interval:
+                out.append(job_id)
+        return out
 
     def _absent_workers(self, present: set[str]) -> set[str]:
         """Workers of running jobs with no named connection right now (a first look)."""

@@ -239,7 +239,34 @@ class RecoveryMixin:
 
     def dequeue_job_and_maintain_ttl(self, timeout: Any, max_idle_time: Any = None) -> Any:
         self._await_lifeline()
-        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
+        result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
+        if result is None and self._burst and self._settle_orphans():
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
+        return result
+
+    def _settle_orphans(self) -> bool:
+        """Before a burst worker quits: wait for the jobs of dead workers on its queues.
+
+        A burst worker may be the only process of ours for a while (cron, a restart loop). A
+        job whose worker was just killed still has its lease; quitting now would leave it
+        `started` until the next run. So sweep until no running job on these queues belongs
+        to a worker without a connection (or, without CLIENT LIST, one that missed a beat),
+        for at most one lease. True when a job came back onto these queues.
+        """
+        s = self.settings
+        tracker = self.tracker
+        mine = set(self.queue_names())  # type: ignore[attr-defined]
+        deadline = time.monotonic() + s.liveness_ttl + s.sweep_interval + 1
+        while time.monotonic() < deadline and not self._stop_requested:
+            report = tracker.sweep(by=self.name, connection_check=s.connection_check)
+            if report.requeued:
+                emit("sweep", worker=self.name, why="burst worker quitting", **report.counts())
+            if any(q.count for q in self.queues):  # type: ignore[attr-defined]  # this sweep, or the sweeper thread
+                return True
+            if not tracker.orphans(mine, exclude=self.name):
+                return False
+            time.sleep(min(s.sweep_interval, 0.5))
+        return False
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         self._ensure_threads()

@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         print("rq-contract: cannot compare:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
     result = compare({k: s for k, (s, _) in stock.items()}, {k: s for k, (s, _) in fix.items()}, deliberate)
-    print(f"stock: {counts(stock)}\nfix:   {counts(fix)}  swapped: {fix_props.get('rq_contract_swapped') or 'none'}")
+    swapped = [name for name in fix_props.get("rq_contract_swapped", "").split(",") if name]
+    print(f"stock: {counts(stock)}\nfix:   {counts(fix)}  ({len(swapped)} names swapped)")
     sections = [
         ("failed stock too (informational, not a difference)", "failed_stock", lambda k: stock[k][1]),
         ("passed only with the fix (informational)", "passed_only_fix", lambda k: ""),
