@@ -275,6 +275,7 @@ def bench_scale(*, jobs: int = 10_000, workers: int = 8, kill_every: float = 2.0
 
 def bench_sweep(*, entries: int = 10_000) -> dict[str, Any]:
     """One sweep pass over `entries` started attempts (all alive), and the fix's memory per job."""
+    from rq_recovery.keys import running_key
     from rq_recovery.tracking import Tracker  # a benchmark of the fix itself
 
     with Stack(StackConfig(workers=0)) as stack:
@@ -290,7 +291,7 @@ def bench_sweep(*, entries: int = 10_000) -> dict[str, Any]:
             report = tracker.sweep(by="bench")
             passes.append((time.perf_counter() - t) * 1000)
         per_job = (r.memory_usage(f"shap:track:{ids[0]}") or 0) + (r.memory_usage(f"shap:live:{ids[0]}") or 0)
-        zset = (r.memory_usage("shap:running:bench") or 0) / entries
+        zset = (r.memory_usage(running_key()) or 0) / entries
     return {
         "entries": entries,
         "sweep_ms": {"p50": round(statistics.median(passes), 1), "max": round(max(passes), 1)},
@@ -356,6 +357,81 @@ def bench_service(*, trials: int = 20) -> dict[str, Any]:
 
 
 # -- everything --------------------------------------------------------------------------------
+
+
+def bench_dropin(*, trials: int = 20, job_s: float = 3.0, cap: float = 120.0) -> dict[str, Any]:
+    """A plain `Queue.enqueue(time.sleep, ...)` job under `rq worker -w RecoveringWorker`.
+
+    Two workers of RQ's own CLI with production defaults; each trial SIGKILLs the whole tree of
+    the worker running the job (a container OOM kill) and times kill -> requeued (the job left
+    the dead worker: queued, or started elsewhere) and kill -> finished, then starts a fresh
+    worker. Nothing of the SHAP service runs: this is the fix as another team adopts it.
+    """
+    from redis import Redis
+    from rq import Queue
+    from rq.job import JobStatus
+
+    from .processes import ManagedProcess
+
+    rq_cli = str(Path(sys.executable).parent / "rq")
+    stack = Stack(StackConfig(workers=0))
+    requeued: list[float | None] = []
+    finished: list[float | None] = []
+    procs: dict[str, ManagedProcess] = {}
+    try:
+        stack.start_redis()
+        conn = Redis.from_url(stack.redis_url)
+        queue = Queue("bench-app", connection=conn)
+
+        def start(name: str) -> None:
+            argv = [rq_cli, "worker", "-w", "rq_recovery.worker_process_fix.RecoveringWorker"]
+            argv += ["--url", stack.redis_url, "--name", name, "bench-app"]
+            env = {**os.environ, "HARNESS_PROC": name}
+            procs[name] = ManagedProcess(name, argv, env=env, log_dir=stack.log_dir, run_id=stack.run_id).start()
+            deadline = time.monotonic() + 30
+            while not conn.exists(f"rq:worker:{name}") and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+        for i in range(2):
+            start(f"w{i}")
+        for n in range(trials):
+            job = queue.enqueue(time.sleep, job_s)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                job.refresh()
+                if job.get_status(refresh=False) == JobStatus.STARTED and job.worker_name:
+                    break
+                time.sleep(0.02)
+            victim = str(job.worker_name)
+            time.sleep(random.uniform(0.2, job_s / 2))  # mid-job
+            procs[victim].signal_tree(signal.SIGKILL)
+            t0 = time.monotonic()
+            t_requeue = t_finish = None
+            while time.monotonic() - t0 < cap:
+                job.refresh()
+                status = job.get_status(refresh=False)
+                if t_requeue is None and (status == JobStatus.QUEUED or job.worker_name != victim):
+                    t_requeue = time.monotonic() - t0
+                if status == JobStatus.FINISHED:
+                    t_finish = time.monotonic() - t0
+                    t_requeue = t_finish if t_requeue is None else t_requeue
+                    break
+                time.sleep(0.02)
+            requeued.append(t_requeue)
+            finished.append(t_finish)
+            procs.pop(victim).stop()
+            start(f"w{trials + n + 2}")
+    finally:
+        for proc in procs.values():
+            proc.stop()
+        stack.stop()
+    return {
+        "what": "plain RQ job (time.sleep), rq worker -w RecoveringWorker, whole-tree SIGKILL mid-job",
+        "job_s": job_s,
+        "kill_to_requeued_s": _dist(requeued, cap),
+        "kill_to_finished_s": _dist(finished, cap),
+        "trials": [{"requeued_s": r, "finished_s": f} for r, f in zip(requeued, finished, strict=True)],
+    }
 
 
 def _machine() -> dict[str, Any]:
@@ -571,9 +647,12 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--entries", type=int, default=10_000)
     sh = sub.add_parser("shap", help="TreeExplainer latency by rows; worker RSS")
     sh.add_argument("--trials", type=int, default=5)
+    dr = sub.add_parser("dropin", help="a plain RQ job under rq worker -w: kill -> requeued / finished")
+    dr.add_argument("--trials", type=int, default=20)
+    dr.add_argument("--job-s", type=float, default=3.0)
     svc = sub.add_parser("service", help="worker start -> first job; 100-row latency")
     svc.add_argument("--trials", type=int, default=20)
-    for p in (a, rec, ov, st, su, sc, sw, sh, svc):
+    for p in (a, rec, ov, st, su, sc, sw, sh, dr, svc):
         p.add_argument("--out", help="also write the JSON here")
     try:
         args = parser.parse_args(argv)
@@ -595,6 +674,8 @@ def main(argv: list[str] | None = None) -> int:
         result = bench_scale(jobs=args.jobs, workers=args.workers, kill_every=args.kill_every)
     elif args.what == "sweep":
         result = bench_sweep(entries=args.entries)
+    elif args.what == "dropin":
+        result = bench_dropin(trials=args.trials, job_s=args.job_s)
     elif args.what == "shap":
         result = bench_shap(trials=args.trials)
     else:

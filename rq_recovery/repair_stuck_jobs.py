@@ -36,7 +36,9 @@ EXIT_OK, EXIT_STUCK, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="repair-stuck-jobs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--redis-url", help="Redis URL (default: $REDIS_URL)")
-    parser.add_argument("--queue", help="queue name (default: $QUEUE_NAME or shap-jobs)")
+    parser.add_argument(
+        "--queue", help="queue name(s), comma-separated, whose untracked jobs to adopt (default: $QUEUE_NAME)"
+    )
     parser.add_argument(
         "--timeout",
         type=float,

@@ -173,21 +173,27 @@ return tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0')
 """
 
 
-# KEYS: running  ARGV: key prefix, then the workers whose connection is gone.
-# Returns {scanned, [job ids worth a closer look]}. Key names are computed here, so this one
-# script is not Redis-Cluster safe (nor is RQ's layout).
+# KEYS: running  ARGV: key prefix, absent check (0/1), now, beat threshold s, n, n gone workers, present workers.
+# Returns {scanned, [job ids worth a closer look]}: not plainly running, lease gone, worker's
+# connection seen to vanish, or (absent check) worker without a connection now that missed a beat.
+# Key names are computed here, so this one script is not Redis-Cluster safe (nor is RQ's layout).
 _SUSPECTS = """
-local gone = {}
-for i = 2, #ARGV do gone[ARGV[i]] = true end
+local n = tonumber(ARGV[5])
+local gone, present = {}, {}
+for i = 6, 5 + n do gone[ARGV[i]] = true end
+for i = 6 + n, #ARGV do present[ARGV[i]] = true end
+local check, now, threshold = ARGV[2] == '1', tonumber(ARGV[3]), tonumber(ARGV[4])
 local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
 local out = {}
 for _, id in ipairs(ids) do
   local track = ARGV[1] .. 'track:' .. id
-  if redis.call('HGET', track, 'state') ~= 'running'
-     or redis.call('EXISTS', ARGV[1] .. 'live:' .. id) == 0
-     or gone[redis.call('HGET', track, 'worker') or ''] then
-    out[#out + 1] = id
+  local f = redis.call('HMGET', track, 'state', 'worker', 'heartbeat_at', 'token', 'named')
+  local worker = f[2] or ''
+  local suspect = f[1] ~= 'running' or redis.call('EXISTS', ARGV[1] .. 'live:' .. id) == 0 or gone[worker]
+  if not suspect and check and not present[worker] and f[4] ~= 'adopted' and f[5] ~= '0' then
+    suspect = now - tonumber(f[3] or now) >= threshold
   end
+  if suspect then out[#out + 1] = id end
 end
 return {#ids, out}
 """
@@ -296,7 +302,13 @@ class Tracker:
             )
             pipe.hset(
                 track_key(job_id),
-                mapping={"state": "queued", "attempt": 0, "enqueued_at": now, "queue": self.queue_name},
+                mapping={
+                    "state": "queued",
+                    "attempt": 0,
+                    "enqueued_at": now,
+                    "queue": self.queue_name,
+                    "serializer": serializer_path(self.serializer),
+                },
             )
             pipe.zadd(active_key(self.queue_name), {job_id: now})
             pipe.execute()
@@ -498,14 +510,14 @@ class Tracker:
     def running_ids(self) -> list[str]:
         return [_s(x) for x in self.connection.zrange(running_key(), 0, -1)]
 
-    def watch_connections(self) -> bool:
+    def watch_connections(self, names: set[str] | None = None) -> bool:
         """Note which workers' connections vanished; True when one just passed CONNECTION_GRACE.
 
         Cheap (one CLIENT LIST), so sweepers call it several times a second and run a full
         sweep only when a worker has really gone: that is what recovers a killed worker's job
         in about a second instead of a lease.
         """
-        names = self.live_connections()
+        names = self.live_connections() if names is None else names
         if names is None:
             return False
         now = _now()
@@ -650,8 +662,8 @@ class Tracker:
         """
         report = SweepReport()
         names = self.live_connections() if connection_check else None
-        if connection_check:
-            self.watch_connections()
+        if names is not None:
+            self.watch_connections(names)
         now = _now()
         gone = {w for w, t in self._missing.items() if now - t >= self.connection_grace} if connection_check else set()
         present = {n.removeprefix(CONNECTION_PREFIX) for n in names or () if n.startswith(CONNECTION_PREFIX)}
@@ -662,8 +674,9 @@ class Tracker:
             # One script reads the whole running set and returns only the suspects (lease gone,
             # worker's connection gone, or not plainly running): a healthy 10,000-job sweep is
             # one round trip, not 20,000 commands. A worker absent right now is a suspect too.
-            absent = self._absent_workers(present) if names is not None else set()
-            scanned, ids = self._suspects(keys=[running_key()], args=[PREFIX, *sorted(gone | absent)])
+            threshold = self.heartbeat_interval + self.connection_grace
+            args = [PREFIX, int(names is not None), now, threshold, len(gone), *sorted(gone), *sorted(present)]
+            scanned, ids = self._suspects(keys=[running_key()], args=args)
             ids = [_s(x) for x in ids]
             report.scanned = int(scanned)
             report.skipped_live = report.scanned - len(ids)
@@ -758,22 +771,6 @@ class Tracker:
             beat_age = now - float(track.get("heartbeat_at") or now)
             if (names is not None and worker not in present) or beat_age > 1.5 * self.heartbeat_interval:
                 out.append(job_id)
-        return out
-
-    def _absent_workers(self, present: set[str]) -> set[str]:
-        """Workers of running jobs with no named connection right now (a first look)."""
-        with self.connection.pipeline(transaction=False) as pipe:
-            ids = self.running_ids()
-            for job_id in ids:
-                pipe.hmget(track_key(job_id), "worker", "heartbeat_at", "token", "named")
-            rows = pipe.execute() if ids else []
-        now, out = _now(), set()
-        for worker, beat, token, named in rows:
-            if worker is None or _s(token or "") == "adopted" or named == b"0":
-                continue
-            w = _s(worker)
-            if w not in present and beat and now - float(beat) >= self.heartbeat_interval + self.connection_grace:
-                out.add(w)
         return out
 
     def redis_started(self) -> tuple[float, int]:

@@ -1,6 +1,7 @@
 """hang-job: the job itself blocks forever while its worker keeps heart-beating.
 
-Only the job timeout can end it: each attempt times out, and the job fails with the reason.
+Only the job timeout can end it: the job fails at its timeout as in RQ (a timeout is not a worker
+death, so it is not retried), with RQ's traceback and the reason.
 """
 
 import pytest

@@ -19,7 +19,7 @@ CASES = [
     # mutant, scenario, a checker that must fail
     ("eager-sweeper", "kill-worker", "reexecutions"),
     ("racy-sweeper", "kill-worker", "reexecutions"),
-    ("never-fail", "hang-job", "all_terminal"),
+    ("never-fail", "oom", "all_terminal"),  # a job that OOMs on every attempt
     ("no-fencing", "pause-worker", "duplicates"),
     ("outside-process", "kill-worker", "all_terminal"),
 ]

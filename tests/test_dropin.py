@@ -24,8 +24,9 @@ from rq import Callback, Queue, Retry
 from rq.command import send_kill_horse_command, send_stop_job_command
 from rq.job import Dependency, Job, JobStatus
 
-from harness.processes import ManagedProcess
+from harness.processes import ManagedProcess, kill_tree
 from harness.readiness import wait_until
+from rq_recovery.keys import PREFIX
 
 pytestmark = pytest.mark.integration
 
@@ -129,6 +130,21 @@ def test_rq_cli_worker_recovers_a_pickled_job_after_a_whole_tree_sigkill(app):
     assert job.worker_name != victim
     assert (app.runs(job, "start"), app.runs(job, "end")) == (2, 1)
     assert job.return_value() == "slept 3"
+
+
+def test_rq_worker_pool_runs_the_fix_and_recovers_a_killed_pool_worker(app, tmp_path):
+    argv = [RQ, "worker-pool", "-w", "rq_recovery.worker_process_fix.RecoveringWorker", "-n", "2", "-u", app.url]
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "HARNESS_PROC": "pool", **FAST}
+    pool = ManagedProcess("pool", [*argv, "app-jobs"], env=env, log_dir=tmp_path / "logs", run_id="pool").start()
+    app.procs.append(pool)
+    wait_until(lambda: app.conn.scard("rq:workers:app-jobs") >= 2, what="two pool workers", timeout=30)
+    job = app.queue().enqueue(f"{APP}.work", 3, app.witness)
+    victim = app.started(job)
+    pid = int(app.conn.hget(f"rq:worker:{victim}", "pid") or 0)
+    assert pid and kill_tree(pid), f"pool worker {victim} not found"
+    assert app.ends(job) == "finished"
+    assert job.worker_name != victim and (app.runs(job, "start"), app.runs(job, "end")) == (2, 1)
+    assert app.conn.exists(f"{PREFIX}worker:{job.worker_name}")  # the pool's workers run the fix
 
 
 def test_burst_worker_sweeps_a_dead_workers_job_before_it_quits(app):
