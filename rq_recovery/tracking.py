@@ -675,7 +675,8 @@ class Tracker:
             # worker's connection gone, or not plainly running): a healthy 10,000-job sweep is
             # one round trip, not 20,000 commands. A worker absent right now is a suspect too.
             threshold = self.heartbeat_interval + self.connection_grace
-            args = [PREFIX, int(names is not None), now, threshold, len(gone), *sorted(gone), *sorted(present)]
+            args: list[str | float] = [PREFIX, int(names is not None), now, threshold, len(gone)]
+            args += [*sorted(gone), *sorted(present)]
             scanned, ids = self._suspects(keys=[running_key()], args=args)
             ids = [_s(x) for x in ids]
             report.scanned = int(scanned)
