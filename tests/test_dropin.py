@@ -171,6 +171,19 @@ def test_dependents_of_a_recovered_parent_run_exactly_once(app):
     assert (app.runs(parent, "end"), app.runs(child, "start")) == (1, 1)
 
 
+def test_a_recovered_job_that_has_dependencies_is_requeued(app):
+    """Requeueing a job with `depends_on` must not run RQ's dependency check inside a MULTI."""
+    workers = {n: app.worker(n, "app-jobs") for n in ("w1", "w2")}
+    app.registered(*workers)
+    q = app.queue()
+    parent = q.enqueue(f"{APP}.work", 0.1, app.witness)
+    child = q.enqueue(f"{APP}.work", 3, app.witness, depends_on=parent)
+    assert app.ends(parent) == "finished"
+    _kill(workers[app.started(child)])
+    assert app.ends(child) == "finished"
+    assert (app.runs(child, "start"), app.runs(child, "end")) == (2, 1)
+
+
 def test_rq_retry_count_is_not_spent_on_a_dead_worker(app):
     workers = {n: app.worker(n, "app-jobs") for n in ("w1", "w2")}
     app.registered(*workers)
