@@ -120,8 +120,8 @@ def diagnose(conn: Redis, queue: str, *, liveness_ttl: float) -> dict[str, Any]:
     for job_id in (_s(j) for j in conn.zrange(running_key(), 0, -1)):
         track = {_s(k): _s(v) for k, v in conn.hgetall(track_key(job_id)).items()}
         state = track.get("state", "queued")
-        if state not in ("running", "completing", "recovering"):
-            continue
+        if state not in ("running", "recovering") or track.get("queue", queue) != queue:
+            continue  # the running set holds every queue's jobs: report this queue's
         beat = float(track.get("heartbeat_at") or track.get("started_at") or now)
         lease = conn.pttl(live_key(job_id))
         entry = {

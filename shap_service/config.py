@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rq_recovery.config import DEFAULTS as RECOVERY_DEFAULTS
 from rq_recovery.config import Settings as RecoverySettings
@@ -36,7 +36,7 @@ DEFAULTS: dict[str, tuple[object, str]] = {
 }
 
 
-def _d(name: str) -> object:
+def _d(name: str) -> Any:
     return default(name, DEFAULTS)
 
 
@@ -44,17 +44,17 @@ def _d(name: str) -> object:
 class Settings(RecoverySettings):
     DEFAULTS: ClassVar[dict[str, tuple[object, str]]] = DEFAULTS
 
-    admin_token: str = _d("ADMIN_TOKEN")  # type: ignore[assignment]
-    api_key: str = _d("API_KEY")  # type: ignore[assignment]
-    host: str = _d("HOST")  # type: ignore[assignment]
-    port: int = _d("PORT")  # type: ignore[assignment]
-    result_ttl: int = _d("RESULT_TTL")  # type: ignore[assignment]
-    failure_ttl: int = _d("FAILURE_TTL")  # type: ignore[assignment]
-    api_sweeper: bool = _d("API_SWEEPER")  # type: ignore[assignment]
-    model_cache_dir: str = _d("MODEL_CACHE_DIR")  # type: ignore[assignment]
-    chaos_hooks: bool = _d("CHAOS_HOOKS")  # type: ignore[assignment]
-    log_level: str = _d("LOG_LEVEL")  # type: ignore[assignment]
-    log_format: str = _d("LOG_FORMAT")  # type: ignore[assignment]
+    admin_token: str = _d("ADMIN_TOKEN")
+    api_key: str = _d("API_KEY")
+    host: str = _d("HOST")
+    port: int = _d("PORT")
+    result_ttl: int = _d("RESULT_TTL")
+    failure_ttl: int = _d("FAILURE_TTL")
+    api_sweeper: bool = _d("API_SWEEPER")
+    model_cache_dir: str = _d("MODEL_CACHE_DIR")
+    chaos_hooks: bool = _d("CHAOS_HOOKS")
+    log_level: str = _d("LOG_LEVEL")
+    log_format: str = _d("LOG_FORMAT")
 
     @property
     def model_cache_path(self) -> Path:

@@ -285,6 +285,19 @@ print(first.get_status(refresh=True).value, second.get_status(refresh=True).valu
 """
 
 
+def test_key_prefix_and_connection_prefix_are_settings(app):
+    """Two apps sharing one Redis keep the fix's bookkeeping apart."""
+    w1 = app.worker("w1", "app-jobs", env={"KEY_PREFIX": "app1:", "CONNECTION_PREFIX": "app1fix:"})
+    app.registered("w1")
+    job = app.queue().enqueue(f"{APP}.work", 0.5, app.witness)
+    app.started(job)
+    names = {c.get("name") for c in app.conn.client_list()}
+    assert "app1fix:w1" in names and "shapfix:w1" not in names
+    assert app.ends(job) == "finished"
+    assert app.conn.exists(f"app1:track:{job.id}") and not app.conn.keys("shap:*")
+    assert w1.alive()
+
+
 def test_a_worker_can_work_twice_in_one_process(app):
     """The lifeline restarts with each `work()`: a second run used to block for ever."""
     env = {**os.environ, **FAST, "PYTHONPATH": str(TESTS)}
