@@ -40,6 +40,7 @@ class Fence:
     job: Job
     token: str
     default_result_ttl: int
+    ends: bool = True  # False: only check the token (the horse's start), never end the attempt
     committed: bool = False
     superseded: bool = False
 
@@ -112,6 +113,8 @@ class FencedPipeline(Pipeline):
             self.watch()
             super().multi()
             self.command_stack = stack
+        if not self.fence.ends:
+            return super().execute(raise_on_error)
         self.fence.end(self)
         result = super().execute(raise_on_error)
         self.fence.committed = True

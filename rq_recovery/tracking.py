@@ -796,9 +796,10 @@ class Tracker:
         attempt = self.claim(job_id, mode=mode, token=token, by=by)
         if attempt < 0:
             return  # someone else won, or the worker beat in time
-        # Only a job RQ still calls `started` was abandoned (as in RQ's own cleanup): one that
-        # wrote its outcome just before dying, was stopped or canceled, or that RQ already put
-        # back on a queue is only finalized.
+        # A job that wrote its outcome just before dying, was stopped or canceled, or that RQ
+        # itself put back on a queue or scheduled is only finalized (as RQ's own cleanup leaves
+        # alone all but `started` jobs). Still `queued` but on no queue: its worker died between
+        # taking it and its horse marking it started; that is an abandoned attempt too.
         track = self.read(job_id)
         try:
             job = self.fetch(job_id, track)
@@ -806,7 +807,8 @@ class Tracker:
         except NoSuchJobError:
             self._forget(job_id, track.get("queue"))
             return
-        if status != JobStatus.STARTED.value:
+        abandoned = status == JobStatus.STARTED.value or (status == JobStatus.QUEUED.value and not self._on_queue(job))
+        if not abandoned:
             self.connection.hset(track_key(job_id), mapping={"state": status or "queued", "ended_at": _now()})
             self._forget(job_id, job.origin)
             report.finalized += 1
@@ -818,6 +820,13 @@ class Tracker:
         elif action in ("failed", "retried"):
             report.failed += action == "failed"
             report.requeued += action == "retried"
+
+    def _on_queue(self, job: Job) -> bool:
+        """Is the job waiting in its queue's list (where a worker will find it)?"""
+        try:
+            return self.connection.lpos(Queue(job.origin, connection=self.connection).key, job.id) is not None
+        except ResponseError:  # no LPOS (Redis < 6.0.6): look the slow way
+            return job.id in {_s(x) for x in self.connection.lrange(f"rq:queue:{job.origin}", 0, -1)}
 
     def _sweep_stale(
         self, report: SweepReport, job_id: str, track: dict[str, str], *, by: str, now: float, dry_run: bool

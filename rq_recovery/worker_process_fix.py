@@ -428,6 +428,30 @@ class RecoveryMixin:
                 self.tracker.count_late(job.id, worker=self.name, queue=attempt.queue)
                 emit("late_completion_rejected", job_id=job.id, attempt=attempt.number, worker=self.name)
 
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """The horse marks the job started only while its attempt is current.
+
+        A worker frozen between taking a job and forking its horse may have been presumed dead,
+        and the job run elsewhere, even finished: its late horse must not set RQ's status back to
+        `started` (nothing would ever end it again), nor run the job. It quits instead.
+        """
+        attempt = self._owns(job)
+        if attempt is None or not self.is_horse:
+            return super().prepare_job_execution(job, remove_from_intermediate_queue)  # type: ignore[misc]
+        fence = Fence(job, attempt.token, default_result_ttl=self.default_result_ttl, ends=False)  # type: ignore[attr-defined]
+        original = self.connection
+        self.connection = fenced_client(original, fence)
+        try:
+            super().prepare_job_execution(job, remove_from_intermediate_queue)  # type: ignore[misc]
+        except Superseded:
+            pass
+        finally:
+            self.connection = original
+        if fence.superseded:
+            emit("late_start_refused", level=logging.WARNING, job_id=job.id, attempt=attempt.number, worker=self.name)
+            os._exit(0)  # the horse: its parent sees a clean exit and records nothing
+        return None
+
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any, execution: Any) -> None:
         with self._fenced(job):
             super().handle_job_success(job, queue, started_job_registry, execution)  # type: ignore[misc]

@@ -308,6 +308,33 @@ def test_a_worker_can_work_twice_in_one_process(app):
     assert out.stdout.split()[-2:] == ["finished", "finished"], out.stdout[-2000:]
 
 
+def test_repair_watch_is_a_standalone_sweeper_until_sigterm(app, tmp_path):
+    """No long-lived worker of ours: the only worker dies, `repair-stuck-jobs --watch` moves its job on."""
+    w1 = app.worker("w1", "app-jobs")
+    app.registered("w1")
+    job = app.queue().enqueue(f"{APP}.work", 30, app.witness)
+    app.started(job)
+    argv = [
+        sys.executable,
+        "-m",
+        "rq_recovery.repair_stuck_jobs",
+        "--watch",
+        "--interval",
+        "0.5",
+        "--queue",
+        "app-jobs",
+    ]
+    env = {**os.environ, **FAST, "REDIS_URL": app.url, "HARNESS_PROC": "watch"}
+    watch = ManagedProcess("watch", argv, env=env, log_dir=tmp_path / "logs", run_id="watch").start()
+    app.procs.append(watch)
+    _kill(w1)
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.QUEUED, what="job requeued by --watch", timeout=20)
+    assert watch.alive()
+    watch.proc.send_signal(signal.SIGTERM)
+    assert watch.proc.wait(timeout=10) == 0
+    assert job.id in watch.log_tail(50)
+
+
 def _repair(app, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **FAST, "REDIS_URL": app.url}
     argv = [sys.executable, "-m", "rq_recovery.repair_stuck_jobs", "--queue", "app-jobs", *args]

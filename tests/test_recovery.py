@@ -377,3 +377,20 @@ def test_job_lost_between_dequeue_and_start_is_requeued(stack_factory):
     stack.add_worker()
     view = stack.wait_terminal(job_id, timeout=30)
     assert (view["status"], view["attempts"]) == ("finished", 1)
+
+
+def test_an_attempt_whose_worker_died_before_its_horse_marked_it_started_is_requeued(redis_only):
+    """START ran, then the worker died (or froze) before the horse set RQ's status: RQ still says
+    `queued`, yet the job is on no queue. Finalizing it as `queued` would leave it nowhere."""
+    conn = Redis.from_url(redis_only.redis_url)
+    while conn.info("server")["uptime_in_seconds"] < 2:  # past the Redis-restart hold
+        time.sleep(0.1)
+    tracker = Tracker(conn, "gap", liveness_ttl=2, max_attempts=3)
+    job = tracker.enqueue("shap_service.jobs.analyze", kwargs={}, job_timeout=10, result_ttl=60)
+    conn.lpop("rq:queue:gap")  # taken by a worker
+    assert tracker.start(job.id, token="t", worker="ghost", pid=1) == 1
+    conn.delete(live_key(job.id))  # its lease ran out
+    report = tracker.sweep(by="test", connection_check=False)
+    assert report.requeued == 1, report
+    assert conn.lrange("rq:queue:gap", 0, -1) == [job.id.encode()]
+    assert tracker.start(job.id, token="t2", worker="w2", pid=2) == 2
