@@ -2,11 +2,12 @@
 
 RQ writes a job's outcome (finished, failed, retried, repeated, stopped) in one transaction of
 its own. While a worker with the fix writes the outcome of an attempt, its connection hands out
-`FencedPipeline`s: the transaction also WATCHes the job's track, checks that the attempt's
-token is still current, and ends the attempt (state, lease, running set, expiry) in the same
-EXEC. A sweeper that claims the job between the check and the EXEC changes the track, so the
-EXEC aborts: a worker presumed dead (frozen, partitioned) can never overwrite the attempt that
-replaced it, not even if it froze right after the check.
+`FencedPipeline`s: the transaction also WATCHes the job's fence key (`keys.fence_key`, the
+current attempt's token: a start, a claim or an end changes it, a heartbeat never does), checks
+that the token is still this attempt's, and ends the attempt (state, lease, running set, expiry)
+in the same EXEC. A sweeper that claims the job between the check and the EXEC deletes the fence
+key, so the EXEC aborts: a worker presumed dead (frozen, partitioned) can never overwrite the
+attempt that replaced it, not even if it froze right after the check.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from redis import Redis
 from redis.client import Pipeline
 from rq.job import Job, JobStatus
 
-from .keys import active_key, live_key, running_key, stats_key, track_key
+from .keys import active_key, fence_key, live_key, running_key, stats_key, track_key
 
 __all__ = ["Fence", "FencedPipeline", "Superseded", "fenced_client"]
 
@@ -46,7 +47,8 @@ class Fence:
 
     def check(self, pipe: Pipeline) -> None:
         """In WATCH mode: is the token still current? Raises Superseded if not."""
-        token, state = pipe.hmget(track_key(self.job.id), "token", "state")
+        token = pipe.get(fence_key(self.job.id))
+        state = pipe.hget(track_key(self.job.id), "state")
         if token is None or _text(token) != self.token or _text(state or "") != "running":
             self.superseded = True
             raise Superseded(f"job {self.job.id}: attempt {self.token[:8]} was superseded; its outcome is refused")
@@ -64,7 +66,7 @@ class Fence:
         key = track_key(job.id)
         pipe.hset(key, mapping={"state": state, "ended_at": time.time(), "token": "", "ended_token": self.token})
         pipe.hdel(key, "fix_requeued")
-        pipe.delete(live_key(job.id))
+        pipe.delete(live_key(job.id), fence_key(job.id))
         pipe.zrem(running_key(), job.id)
         pipe.zrem(active_key(job.origin), job.id)
         pipe.hincrby(stats_key(job.origin), state, 1)
@@ -92,7 +94,7 @@ class FencedPipeline(Pipeline):
     fence: Fence
 
     def watch(self, *names: Any) -> Any:
-        result = super().watch(*names, track_key(self.fence.job.id))
+        result = super().watch(*names, fence_key(self.fence.job.id))
         if not self.fence.committed:
             self.fence.check(self)
         return result

@@ -15,6 +15,7 @@ __all__ = [
     "PREFIX",
     "active_key",
     "connection_name",
+    "fence_key",
     "limbo_key",
     "live_key",
     "running_key",
@@ -41,6 +42,15 @@ def running_key() -> str:
     """Jobs with an attempt started and not yet ended or recovered, on every queue: all a sweep
     must look at, so any sweeper recovers any queue's job, even one no live worker listens to."""
     return f"{PREFIX}running"
+
+
+def fence_key(job_id: str) -> str:
+    """The current attempt's token, written only when an attempt starts, is claimed or ends.
+
+    The outcome commit WATCHes this key, not the track: the lifeline writes the track (its
+    heartbeat) while the horse commits, and must not abort that commit.
+    """
+    return f"{PREFIX}fence:{job_id}"
 
 
 def active_key(queue: str) -> str:

@@ -58,6 +58,7 @@ from .keys import (
     PREFIX,
     active_key,
     connection_name,
+    fence_key,
     limbo_key,
     live_key,
     running_key,
@@ -100,7 +101,7 @@ def serializer_path(serializer: Any) -> str:
     return f"{resolved.__module__}.{getattr(resolved, '__qualname__', type(resolved).__qualname__)}"
 
 
-# KEYS: track, live, running  ARGV: token, worker, pid, now, ttl_ms, queue, serializer
+# KEYS: track, live, running, fence  ARGV: token, worker, pid, now, ttl_ms, queue, serializer
 # Returns the new attempt number, or -2 when another attempt holds a live lease or a recovery
 # is under way (a duplicate delivery): the caller must not run it. Idempotent per token.
 _START = """
@@ -129,6 +130,7 @@ redis.call('HSETNX', KEYS[1], 'enqueued_at', ARGV[4])
 redis.call('HSETNX', KEYS[1], 'first_started_at', ARGV[4])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[5])
 redis.call('ZADD', KEYS[3], ARGV[4], string.match(KEYS[1], 'track:(.*)$'))
+redis.call('SET', KEYS[4], ARGV[1])
 return attempt
 """
 
@@ -141,7 +143,7 @@ redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[2])
 return 1
 """
 
-# KEYS: track, live  ARGV: mode, expected_token, now, by, stale_after_s
+# KEYS: track, live, fence  ARGV: mode, expected_token, now, by, stale_after_s
 # mode 'expired': the lease must be gone and the token unchanged since the caller read it.
 # mode 'owner':   the caller holds the current token (its own horse died or was handed back).
 # mode 'limbo':   dequeued but never started: state queued, no token.
@@ -168,7 +170,7 @@ else
 end
 redis.call('HSET', KEYS[1], 'state', 'recovering', 'token', '', 'recovering_by', ARGV[4],
   'recovering_at', ARGV[3], 'recovering_from', state)
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[3])
 return tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0')
 """
 
@@ -322,7 +324,7 @@ class Tracker:
         origin = queue or self.queue_name
         res = int(
             self._start(
-                keys=[track_key(job_id), live_key(job_id), running_key()],
+                keys=[track_key(job_id), live_key(job_id), running_key(), fence_key(job_id)],
                 args=[token, worker, pid, _now(), ms, origin, serializer_path(self.serializer)],
             )
         )
@@ -333,7 +335,8 @@ class Tracker:
         return bool(self._beat(keys=[track_key(job_id), live_key(job_id)], args=[token, _now(), ms], client=connection))
 
     def claim(self, job_id: str, *, mode: str, token: str = "", by: str, stale_after: float = 30.0) -> int:
-        return int(self._claim(keys=[track_key(job_id), live_key(job_id)], args=[mode, token, _now(), by, stale_after]))
+        keys = [track_key(job_id), live_key(job_id), fence_key(job_id)]
+        return int(self._claim(keys=keys, args=[mode, token, _now(), by, stale_after]))
 
     def count_late(self, job_id: str, *, worker: str, queue: str) -> None:
         """A superseded attempt tried to write its outcome and was refused: say so."""
@@ -499,7 +502,7 @@ class Tracker:
             for queue in {origin or self.queue_name, self.queue_name}:
                 pipe.zrem(active_key(queue), job_id)
                 pipe.hdel(limbo_key(queue), job_id)
-            pipe.delete(live_key(job_id))
+            pipe.delete(live_key(job_id), fence_key(job_id))
             pipe.execute()
 
     # -- reading --------------------------------------------------------------------------

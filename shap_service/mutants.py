@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 from rq.job import Job
 
-from rq_recovery.keys import live_key, running_key, track_key
+from rq_recovery.keys import fence_key, live_key, running_key, track_key
 from rq_recovery.tracking import Tracker, _now
 from rq_recovery.worker_process_fix import RecoveringWorker
 
@@ -58,7 +58,7 @@ class _RacyTracker(Tracker):
             track_key(job_id),
             mapping={"state": "recovering", "token": "", "recovering_by": by, "recovering_at": _now()},
         )
-        self.connection.delete(live_key(job_id))
+        self.connection.delete(live_key(job_id), fence_key(job_id))
         return int(track.get("attempt", 0))
 
     def start(self, job_id: str, *, token: str, worker: str, pid: int, queue: str | None = None) -> int:
@@ -78,6 +78,7 @@ class _RacyTracker(Tracker):
             },
         )
         self.connection.hsetnx(track_key(job_id), "first_started_at", now)
+        self.connection.set(fence_key(job_id), token)
         self.connection.set(live_key(job_id), token, px=int(self.liveness_ttl * 1000))
         self.connection.zadd(running_key(), {job_id: now})
         return attempt
