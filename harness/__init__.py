@@ -1,7 +1,24 @@
-"""Chaos harness for RQ services: start a real stack, break it mid-job, check every job recovers."""
+"""Chaos harness for RQ services: start a real stack, break it mid-job, check every job recovers.
+
+The folders name the roles (docs/ARCHITECTURE.md): `backends` start a stack, `workload` submits
+and watches jobs, `nemesis` breaks things, `checkers` judge the history, `run` ties them into a
+scenario, `report` writes what happened, `cli` and `pytest_plugin` are the two ways in.
+Importing `harness` itself costs nothing: the names below load on first use.
+"""
 
 from __future__ import annotations
 
-from .stack import EnvironmentMissing, Stack, StackConfig
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Stack", "StackConfig", "EnvironmentMissing"]
+__all__ = ["EnvironmentMissing", "Stack", "StackConfig"]
+
+if TYPE_CHECKING:
+    from harness.backends.local.stack import EnvironmentMissing, Stack, StackConfig
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from harness.backends.local import stack
+
+        return getattr(stack, name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")

@@ -2,9 +2,9 @@
 
 import pytest
 
-from harness.faults import ApiCrash
-from harness.scenario import WHEN_RUNNING, Scenario
-from harness.workload import Workload
+from harness.nemesis.faults import ApiCrash
+from harness.run.scenario import WHEN_RUNNING, Scenario
+from harness.workload.plan import Workload
 
 pytestmark = pytest.mark.chaos
 

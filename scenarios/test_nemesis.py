@@ -3,14 +3,22 @@
 The same --chaos-seed gives the same schedule (and the same workload). Under `--profile soak`
 it is the soak: 5,000 jobs (mostly light, some slow and heavy so that faults hit running jobs)
 at 3.5 a second, or submissions stop at 30 minutes, with faults from the same seed every few
-seconds the whole time (harness.scenario.Soak; HARNESS_SOAK_JOBS / HARNESS_SOAK_MINUTES resize it).
+seconds the whole time (harness.run.scenario.Soak; HARNESS_SOAK_JOBS / HARNESS_SOAK_MINUTES resize it).
 """
 
 import pytest
 
-from harness.faults import ApiCrash, KillHorse, KillWorker, PauseWorker, RedisPartition, RedisRestart, TermWorker
-from harness.scenario import Scenario, nemesis
-from harness.workload import Workload
+from harness.nemesis.faults import (
+    ApiCrash,
+    KillHorse,
+    KillWorker,
+    PauseWorker,
+    RedisPartition,
+    RedisRestart,
+    TermWorker,
+)
+from harness.run.scenario import Scenario, nemesis
+from harness.workload.plan import Workload
 
 pytestmark = pytest.mark.chaos
 

@@ -57,5 +57,5 @@ fi
 
 # 3. The images (base: debootstrap + docker import; app: host wheels + docker commit).
 t=$(now)
-$SUDO "$PYTHON" -m harness.images build --offline
+$SUDO "$PYTHON" -m harness images build --offline
 echo "ci_docker: images ready in $(since "$t") s (total $(since "$T0") s)"

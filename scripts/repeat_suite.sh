@@ -27,7 +27,7 @@ mkdir -p reports/out "$(dirname "$OUT")"
 printf 'run\trc\tseconds\tseed\tleftovers\treport\n' > "$OUT"
 
 leftovers() {  # processes labelled with a harness run whose owner is gone
-  "$PY" -c 'from harness.processes import leftovers; print(len(leftovers()))'
+  "$PY" -c 'from harness.backends.local.processes import leftovers; print(len(leftovers()))'
 }
 
 passed=0

@@ -4,6 +4,8 @@
 
 `--fix none` runs RQ's plain `Worker` with the same job code and no recovery layer: what the
 harness compares against. Models load here, in the parent, before RQ forks work-horses.
+(The harness's deliberately broken fixes run through `harness.testing.worker`, which passes its
+own `worker_class` to `main`; they are no choice of this production command.)
 """
 
 from __future__ import annotations
@@ -26,9 +28,8 @@ from .config import Settings, SettingsError
 
 __all__ = ["main", "build_worker", "FIX_CHOICES"]
 
-#: bundled, stock RQ, and the deliberately broken layers of `mutants` (names kept here so that
-#: parsing arguments does not import them).
-FIX_CHOICES = ["bundled", "none", "eager-sweeper", "never-fail", "racy-sweeper", "no-fencing", "outside-process"]
+#: the recovery layer, or stock RQ with the same job code.
+FIX_CHOICES = ["bundled", "none"]
 
 log = logging.getLogger("shap_service.worker")
 
@@ -40,30 +41,23 @@ class ShapWorker(RecoveringWorker):
         return {"model_stats": json.dumps(model.stats())}
 
 
-def build_worker(settings: Settings, *, fix: str = "bundled", name: str | None = None) -> Worker:
+def build_worker(
+    settings: Settings, *, fix: str = "bundled", name: str | None = None, worker_class: type[Worker] | None = None
+) -> Worker:
     conn = Redis.from_url(settings.redis_url)
     queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
     # log_job_description=False: a job's arguments are user rows; keep them out of the logs.
     kwargs: dict[str, Any] = dict(connection=conn, serializer=JSONSerializer, name=name, log_job_description=False)
-    if fix == "none":
-        return Worker([queue], **kwargs)
-    if fix != "bundled":
-        from . import mutants  # deliberately broken layers, for the harness's detection-power tests
-
-        if fix == mutants.OUTSIDE_PROCESS:
-            mutants.apply_fix_in_a_throwaway_interpreter()
-            return Worker([queue], **kwargs)
-        return mutants.MUTANTS[fix]([queue], settings=settings, **kwargs)
-    return ShapWorker([queue], settings=settings, **kwargs)
+    cls = worker_class or (Worker if fix == "none" else ShapWorker)
+    if issubclass(cls, RecoveringWorker):
+        kwargs["settings"] = settings
+    return cls([queue], **kwargs)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, worker_class: type[Worker] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shap-worker", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--fix",
-        choices=FIX_CHOICES,
-        default="bundled",
-        help="recovery layer (default: bundled; none = stock RQ; the others are deliberately broken, for tests)",
+        "--fix", choices=FIX_CHOICES, default="bundled", help="recovery layer (default: bundled; none = stock RQ)"
     )
     parser.add_argument("--queue", help="queue to listen on (default: $QUEUE_NAME or shap-jobs)")
     parser.add_argument("--redis-url", help="Redis URL (default: $REDIS_URL)")
@@ -80,15 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         model.load(name, cache_dir=settings.model_cache_path)
     import shap  # noqa: F401 - pay the 1 s import once, before forking, not in every job
 
-    worker = build_worker(settings, fix=args.fix, name=args.name)
+    worker = build_worker(settings, fix=args.fix, name=args.name, worker_class=worker_class)
     try:
         worker.connection.ping()
     except RedisConnectionError as exc:
         print(f"shap-worker: cannot reach Redis at {settings.redacted_url()}: {exc}", file=sys.stderr)
         return 3
-    log.info(
-        "worker %s (fix=%s) on queue %s at %s", worker.name, args.fix, settings.queue_name, settings.redacted_url()
-    )
+    fix = type(worker).__name__ if worker_class else args.fix
+    log.info("worker %s (fix=%s) on queue %s at %s", worker.name, fix, settings.queue_name, settings.redacted_url())
     worker.work(logging_level=settings.log_level, with_scheduler=False)
     return 0
 

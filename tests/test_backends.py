@@ -7,18 +7,18 @@ from typing import Any, ClassVar
 
 import pytest
 
-from harness.backends import BACKENDS, Backend, WorkerControl, make_stack
-from harness.faults import OOM, OOM_DOCKER_MODE, OOM_LOCAL_MODE, OOM_TREE_LIMIT_MB, KillWorker, fault_label
-from harness.scenario import WHEN_RUNNING, Scenario
-from harness.stack import Stack, StackConfig, WorkerHandle
-from harness.workload import Workload
+from harness.backends.base import BACKENDS, Backend, WorkerControl, make_stack
+from harness.backends.local.stack import Stack, StackConfig, WorkerHandle
+from harness.nemesis.faults import OOM, OOM_DOCKER_MODE, OOM_LOCAL_MODE, OOM_TREE_LIMIT_MB, KillWorker, fault_label
+from harness.run.scenario import WHEN_RUNNING, Scenario
+from harness.workload.plan import Workload
 
 
 def test_make_stack_gives_each_backend_and_rejects_others(tmp_path):
     local = make_stack("local", StackConfig(workers=0, log_dir=tmp_path), run_id="r1")
     assert isinstance(local, Stack) and local.backend == "local" and local.run_id == "r1"
     assert isinstance(local, Backend)
-    docker_stack = pytest.importorskip("harness.docker_stack")
+    docker_stack = pytest.importorskip("harness.backends.docker.stack")
     docker = make_stack("docker", StackConfig(workers=0, log_dir=tmp_path), run_id="r2")
     assert isinstance(docker, docker_stack.DockerStack) and docker.backend == "docker"
     assert isinstance(docker, Backend)
@@ -30,7 +30,7 @@ def test_make_stack_gives_each_backend_and_rejects_others(tmp_path):
 def test_both_worker_kinds_have_every_worker_control_method():
     methods = [n for n, v in vars(WorkerControl).items() if callable(v) and not n.startswith("_")]
     assert {"kill", "kill_horse", "pause", "resume", "terminate", "partition", "heal_partition"} <= set(methods)
-    docker_stack = pytest.importorskip("harness.docker_stack")
+    docker_stack = pytest.importorskip("harness.backends.docker.stack")
     for cls in (WorkerHandle, docker_stack.DockerWorker):
         assert all(callable(getattr(cls, n, None)) for n in methods), cls
 
@@ -71,6 +71,6 @@ def test_oom_limits_and_labels_per_backend():
 
 
 def _ci():
-    from harness.scenario import PROFILES
+    from harness.run.scenario import PROFILES
 
     return PROFILES["ci"]

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400
 def test_quick_bench_is_well_formed(tmp_path):
     out = tmp_path / "bench.json"
     run = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "bench", "all", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "harness", "bench", "all", "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=380,

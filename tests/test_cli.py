@@ -13,14 +13,14 @@ import psutil
 import pytest
 import requests
 
-from harness.processes import labels_of
+from harness.backends.local.processes import labels_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 def test_reproduce_stuck_job_tells_the_story_and_recovers():
     out = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "reproduce", "stuck-job", "--wait", "4"],
+        [sys.executable, "-m", "harness", "reproduce", "stuck-job", "--wait", "4"],
         capture_output=True,
         text=True,
         timeout=150,
@@ -35,7 +35,7 @@ def test_reproduce_stuck_job_tells_the_story_and_recovers():
 
 def test_up_serves_until_interrupted_and_leaves_nothing():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "up", "--workers", "1"],
+        [sys.executable, "-m", "harness", "up", "--workers", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -66,7 +66,7 @@ def test_up_serves_until_interrupted_and_leaves_nothing():
 
 def test_usage_errors_exit_2_with_a_message():
     out = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", "--profile", "bogus"],
+        [sys.executable, "-m", "harness", "run", "--profile", "bogus"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -94,7 +94,7 @@ def test_run_without_the_fix_fails_and_names_the_stuck_jobs(tmp_path):
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "harness",
             "run",
             "--fix",
             "none",
@@ -128,7 +128,7 @@ def test_run_with_the_fix_passes_and_leaves_nothing(tmp_path):
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "harness",
             "run",
             "--scenario",
             "kill-worker",

@@ -31,7 +31,7 @@ def test_harness_flags_the_broken_layer(tmp_path, mutant, scenario, checker):
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "harness",
             "run",
             "--fix",
             mutant,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.history import FAULT_INJECTED, History
-from harness.stack import new_run_id
+from harness.backends.local.stack import new_run_id
+from harness.workload.history import FAULT_INJECTED, History
 
 pytestmark = pytest.mark.docker
 

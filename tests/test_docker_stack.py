@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import images
-from harness.backends import Backend, WorkerControl, make_stack
-from harness.checkers import _additivity_errors
-from harness.docker_stack import (
+from harness.backends.base import Backend, WorkerControl, make_stack
+from harness.backends.docker import images
+from harness.backends.docker.stack import (
     LABEL_MANAGED,
     LABEL_OWNER,
     LABEL_RUN,
@@ -30,8 +29,9 @@ from harness.docker_stack import (
     remove_run,
     run_objects,
 )
-from harness.scenario import CI_ENV
-from harness.stack import StackConfig, new_run_id
+from harness.backends.local.stack import StackConfig, new_run_id
+from harness.checkers.core import _additivity_errors
+from harness.run.scenario import CI_ENV
 
 pytestmark = pytest.mark.docker
 
@@ -97,8 +97,8 @@ def test_cleanup_on_ctrl_c_and_sigterm(docker_images, tmp_path, sig):
     script = textwrap.dedent(
         f"""
         import time
-        from harness.docker_stack import DockerStack
-        from harness.stack import StackConfig
+        from harness.backends.docker.stack import DockerStack
+        from harness.backends.local.stack import StackConfig
         with DockerStack(StackConfig(workers=0), run_id={run_id!r}):
             print("up", flush=True)
             time.sleep(120)

@@ -24,8 +24,8 @@ from rq import Callback, Queue, Retry
 from rq.command import send_kill_horse_command, send_stop_job_command
 from rq.job import Dependency, Job, JobStatus
 
-from harness.processes import ManagedProcess, kill_tree
-from harness.readiness import wait_until
+from harness.backends.local.processes import ManagedProcess, kill_tree
+from harness.wait import wait_until
 from rq_recovery.keys import PREFIX
 
 pytestmark = pytest.mark.integration

@@ -39,7 +39,7 @@ from rq.serializers import JSONSerializer
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.python import asgi
 
-from harness.stack import Stack
+from harness.backends.local.stack import Stack
 from shap_service.api import MAX_BODY_BYTES, MAX_ROWS, create_app
 from shap_service.config import Settings
 from shap_service.model import MODELS

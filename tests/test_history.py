@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from harness.history import KINDS, Event, History
+from harness.workload.history import KINDS, Event, History
 
 
 class FakeClock:

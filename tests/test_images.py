@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import images
+from harness.backends.docker import images
 
 REQUIRE_DOCKER = os.environ.get("CI", "").lower() == "true" or os.environ.get("HARNESS_REQUIRE_DOCKER") == "1"
 HOW_TO_ENABLE = (
@@ -197,6 +197,6 @@ def test_require_images_names_the_build_command(client, built: images.BuildResul
 
 @pytest.mark.docker
 def test_cli_list_shows_the_images(client, built: images.BuildResult) -> None:
-    out = subprocess.run([sys.executable, "-m", "harness.images", "list"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "harness", "images", "list"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert built.app in out.stdout and built.base in out.stdout

@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.processes import labels_of
-from harness.stack import Stack, StackConfig
+from harness.backends.local.processes import labels_of
+from harness.backends.local.stack import Stack, StackConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -88,7 +88,7 @@ def _run_from(marker: Path) -> dict:
 VICTIM = """
     import json, time
     import pytest
-    from harness.stack import Stack, StackConfig
+    from harness.backends.local.stack import Stack, StackConfig
 
     @pytest.mark.timeout({timeout})
     def test_victim(tmp_path_factory):
@@ -126,7 +126,7 @@ def test_no_leftovers_after_a_failing_test(tmp_path, action, timeout, expect):
 
 def test_no_leftovers_after_sigint_mid_scenario(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", "--scenario", "kill-worker", "--report-dir", str(tmp_path)],
+        [sys.executable, "-m", "harness", "run", "--scenario", "kill-worker", "--report-dir", str(tmp_path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

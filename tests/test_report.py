@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from harness.report import ENV_FILE, REPORT_FILE, ReportError, render, rerun_command
+from harness.report.html import ENV_FILE, REPORT_FILE, ReportError, render, rerun_command
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_BYTES = 2 * 1024 * 1024
@@ -273,7 +273,7 @@ def _harness_run(report_dir: Path, *extra: str) -> subprocess.CompletedProcess[s
     argv = [
         sys.executable,
         "-m",
-        "harness.cli",
+        "harness",
         "run",
         "--scenario",
         "kill-worker",
@@ -289,7 +289,7 @@ def _harness_run(report_dir: Path, *extra: str) -> subprocess.CompletedProcess[s
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The same kill-worker schedule with the fix (green) and with stock RQ (red)."""
-    from harness.stack import EnvironmentMissing, find_redis_server
+    from harness.backends.local.stack import EnvironmentMissing, find_redis_server
 
     try:
         find_redis_server()
@@ -335,7 +335,10 @@ def test_report_rerenders_and_cli(runs: dict[str, Path], tmp_path: Path) -> None
     before = page.read_text(encoding="utf-8")
     page.unlink()
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "report", str(runs["red"])], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "harness", "report", str(runs["red"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert page.is_file()
@@ -343,7 +346,7 @@ def test_report_rerenders_and_cli(runs: dict[str, Path], tmp_path: Path) -> None
     strip = re.compile(r"Generated [^ ]+ by")
     assert strip.sub("", before) == strip.sub("", after)
     empty = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "report", str(tmp_path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "harness", "report", str(tmp_path)], capture_output=True, text=True, timeout=60
     )
     assert empty.returncode == 2 and "summary.json" in empty.stderr
     with pytest.raises(ReportError):
@@ -353,8 +356,8 @@ def test_report_rerenders_and_cli(runs: dict[str, Path], tmp_path: Path) -> None
 def test_red_report_in_chromium(runs: dict[str, Path], tmp_path: Path) -> None:
     binary = _need_chromium()
     summary = json.loads((runs["red"] / "summary.json").read_text())
-    from harness.checkers import AllTerminal
-    from harness.history import History
+    from harness.checkers.core import AllTerminal
+    from harness.workload.history import History
 
     history = History.load(runs["red"] / "kill-worker" / "history.jsonl")
     stuck = [s["job_id"] for s in AllTerminal().check(history).details["stuck_jobs"]]
@@ -407,7 +410,7 @@ def test_green_report_in_chromium(runs: dict[str, Path], tmp_path: Path) -> None
 
 
 def _synthetic_run(tmp_path: Path, *, job_id: str = "job-1") -> Path:
-    from harness.history import ACCEPTED, FAULT_HEALED, FAULT_INJECTED, NOTE, STATUS, TERMINAL, History
+    from harness.workload.history import ACCEPTED, FAULT_HEALED, FAULT_INJECTED, NOTE, STATUS, TERMINAL, History
 
     t = iter(x / 10 for x in range(1000))
     h = History(clock=lambda: next(t))
@@ -474,8 +477,8 @@ def test_render_synthetic_run(tmp_path: Path) -> None:
 def test_progress_lines() -> None:
     import io
 
-    from harness.history import ACCEPTED, FAULT_INJECTED, NOTE, TERMINAL, History
-    from harness.progress import Progress
+    from harness.pytest_plugin.progress import Progress
+    from harness.workload.history import ACCEPTED, FAULT_INJECTED, NOTE, TERMINAL, History
 
     out = io.StringIO()
     p = Progress(total=3, out=out, live=False)
@@ -500,8 +503,8 @@ def test_progress_takes_the_plan_from_the_run_itself() -> None:
     submits): the line shows exactly that."""
     import io
 
-    from harness.history import ACCEPTED, NOTE, History
-    from harness.progress import Progress
+    from harness.pytest_plugin.progress import Progress
+    from harness.workload.history import ACCEPTED, NOTE, History
 
     p = Progress(total=1, out=io.StringIO(), live=False)
     p.start("nemesis")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.checkers import Verdict
-from harness.faults import (
+from harness.checkers.core import Verdict
+from harness.nemesis.faults import (
     OOM,
     OOM_LOCAL_MODE,
     ApiCrash,
@@ -33,9 +33,9 @@ from harness.faults import (
     fault_label,
     running_jobs,
 )
-from harness.history import FAULT_HEALED, FAULT_INJECTED, NOTE, History
-from harness.proxy import TcpProxy
-from harness.scenario import (
+from harness.nemesis.proxy import TcpProxy
+from harness.report.summary import RunSummary, validate_summary
+from harness.run.scenario import (
     CI_ENV,
     DEFAULT_SLACK_S,
     MAX_SOAK_MINUTES,
@@ -52,8 +52,8 @@ from harness.scenario import (
     nemesis,
     recovery_bound_s,
 )
-from harness.summary import RunSummary, validate_summary
-from harness.workload import Workload, WorkloadRun
+from harness.workload.history import FAULT_HEALED, FAULT_INJECTED, NOTE, History
+from harness.workload.plan import Workload, WorkloadRun
 
 POOL = [KillWorker(restart=True), KillHorse(), PauseWorker(for_s=4), TermWorker(), ApiCrash(for_s=1)]
 
@@ -182,7 +182,7 @@ def test_soak_plan_respects_the_job_target_and_the_time_cap():
 
 
 def test_the_nemesis_soak_can_submit_5000_jobs_within_30_minutes():
-    from harness.plugin import SCENARIO_TIMEOUT_S
+    from harness.pytest_plugin.hooks import SCENARIO_TIMEOUT_S
     from scenarios.test_nemesis import SCENARIO
 
     soak = Soak()
@@ -606,7 +606,7 @@ def test_workload_stops_submitting_at_the_time_cap_and_watches_what_is_in_flight
 def test_services_come_from_tool_harness_and_the_command_line(tmp_path: Path):
     import sys
 
-    from harness.stack import services_from
+    from harness.backends.local.stack import services_from
 
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text('[tool.harness]\napi_cmd = "{python} -m other.api --fast"\nqueue = "q1"\n')

@@ -12,7 +12,7 @@ import pytest
 import requests
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
-from harness.stack import Stack
+from harness.backends.local.stack import Stack
 from shap_service.model import MODELS
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.stacks import FAST_RECOVERY
-from harness.verify import main
+from harness.cli.verify import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

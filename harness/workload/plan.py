@@ -25,18 +25,16 @@ from typing import Any
 
 import requests
 
-from .history import ACCEPTED, NOTE, REJECTED, STATUS, SUBMITTED, TERMINAL, History
+from harness.defaults import JOB_KINDS, LONG_KINDS, MISSING, TERMINAL_STATUSES
+from harness.workload.history import ACCEPTED, NOTE, REJECTED, STATUS, SUBMITTED, TERMINAL, History
 
 __all__ = ["KINDS", "LONG_KINDS", "JobSpec", "Workload", "WorkloadRun", "diabetes_rows"]
 
 #: What a job can be asked to do. light: TreeExplainer on 5 rows (milliseconds); heavy:
 #: KernelExplainer on 3 rows (nsamples 200); slow: sleeps `slow_s` first (a long job to break
 #: mid-run); hang: never returns (chaos hang); hungry: allocates `alloc_mb` and holds it `hold_s`.
-KINDS = ("light", "heavy", "slow", "hang", "hungry")
+KINDS = JOB_KINDS
 #: Kinds that stay running long enough for a fault to hit them mid-job.
-LONG_KINDS = ("slow", "hang", "hungry")
-TERMINAL_STATUSES = ("finished", "failed")
-MISSING = "missing"
 
 _rows_cache: list[list[float]] | None = None
 _rows_lock = threading.Lock()

@@ -10,7 +10,7 @@ already presumed dead and recovered is not mistaken for a running one.
 it as a ``fault_injected`` event, and ``fault_healed`` after `heal`. A fault whose `for_s`
 is set is healed that many seconds after injection; every fault is healed in the final phase.
 
-Faults act through the backend interface (`harness.backends`): on the local backend signals
+Faults act through the backend interface (`harness.backends.base`): on the local backend signals
 go to the real process tree (psutil), on the docker backend to containers (`docker kill`,
 `pause`, `network disconnect`, `exec kill -9` of the horse, the kernel's OOM killer).
 """
@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import psutil
 
-from .history import FAULT_INJECTED, NOTE, History
-from .workload import LONG_KINDS
+from harness.workload.history import FAULT_INJECTED, NOTE, History
+from harness.workload.plan import LONG_KINDS
 
 if TYPE_CHECKING:
-    from .backends import Backend, WorkerControl
+    from harness.backends.base import Backend, WorkerControl
 
 __all__ = [
     "ApiCrash",

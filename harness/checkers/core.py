@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from harness.history import (
+from harness.defaults import MISSING, NON_TERMINAL_STATUSES, TERMINAL_STATUSES
+from harness.workload.history import (
     ACCEPTED,
     FAULT_INJECTED,
     REJECTED,
@@ -41,25 +42,6 @@ __all__ = [
     "percentile",
     "run_checker",
 ]
-
-# RQ (3.x) has 11 JobStatus values: created, queued, finished, failed,
-# started, deferred, scheduled, stopped, canceled, rate_limited,
-# ready_to_enqueue. Only finished/failed mean the job was carried to an end;
-# stopped/canceled mean someone gave up on it, which is NOT a recovery.
-TERMINAL_STATUSES = ("finished", "failed")
-NON_TERMINAL_STATUSES = (
-    "created",
-    "queued",
-    "started",
-    "deferred",
-    "scheduled",
-    "stopped",
-    "canceled",
-    "rate_limited",
-    "ready_to_enqueue",
-)
-# Recorded by the harness when the service answers "no such job" (404).
-MISSING = "missing"
 
 
 @dataclass(frozen=True)

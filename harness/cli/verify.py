@@ -27,9 +27,9 @@ import yaml
 from redis import Redis
 from redis.exceptions import RedisError
 
-__all__ = ["Check", "verify", "main"]
+from harness.defaults import SAMPLE_ROW as ROW
 
-ROW = [0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, -0.002, 0.02, -0.017]
+__all__ = ["Check", "verify", "main"]
 
 
 @dataclass

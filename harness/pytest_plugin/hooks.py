@@ -27,10 +27,11 @@ from typing import Any
 
 import pytest
 
-from .backends import BACKENDS
-from .progress import Progress
-from .stack import EnvironmentMissing, find_redis_server, new_run_id, services_from
-from .summary import RunSummary
+from harness.backends.base import BACKENDS
+from harness.backends.local.stack import EnvironmentMissing, find_redis_server, new_run_id, services_from
+from harness.defaults import SCENARIO_TIMEOUT_S
+from harness.pytest_plugin.progress import Progress
+from harness.report.summary import RunSummary
 
 #: Markers this plugin uses; pyproject.toml declares the same (keep both in step).
 MARKERS = {
@@ -39,7 +40,6 @@ MARKERS = {
     "slow": "takes more than ~30 s",
 }
 #: pytest-timeout per scenario test, by profile (a scenario's own deadline is far below).
-SCENARIO_TIMEOUT_S = {"ci": 150, "soak": 3000}  # soak: up to MAX_SOAK_MINUTES (40) + drain + final read
 
 _SUMMARY_KEY = pytest.StashKey[RunSummary]()
 _PROGRESS_KEY = pytest.StashKey[Progress]()
@@ -283,8 +283,8 @@ def _write_report(config: pytest.Config) -> Path | None:
     """env.json and index.html beside summary.json; a report bug never hides the test results."""
     s = _settings(config)
     try:
-        from .report import collect_environment, render, write_environment
-        from .scenario import PROFILES
+        from harness.report.html import collect_environment, render, write_environment
+        from harness.run.scenario import PROFILES
 
         selected = bool(config.getoption("keyword", "") or config.getoption("markexpr", ""))
         env = collect_environment(
@@ -336,7 +336,7 @@ def chaos_settings(pytestconfig: pytest.Config) -> dict:
 
 def skip_or_fail_without_docker() -> None:
     """No Docker engine: skip with how to enable it, or fail where Docker is required (CI)."""
-    from .docker_stack import HOW_TO_ENABLE, docker_problem
+    from harness.backends.docker.stack import HOW_TO_ENABLE, docker_problem
 
     problem = docker_problem()
     if problem:
@@ -358,10 +358,10 @@ def docker_engine() -> Iterator[None]:
     No engine: skip with how to enable it, or fail under CI=true / HARNESS_REQUIRE_DOCKER=1.
     Missing images: fail with the build command. Leftovers of dead runs are removed first.
     """
-    from .docker_stack import reap_leftovers  # sets RYUK_DISABLED
+    from harness.backends.docker.stack import reap_leftovers  # sets RYUK_DISABLED
 
     skip_or_fail_without_docker()
-    from . import images
+    import harness.backends.docker.images as images
 
     restore = images.forbid_pulls()
     try:
@@ -382,7 +382,7 @@ def run_scenario(pytestconfig: pytest.Config, request: pytest.FixtureRequest) ->
     The result goes into summary.json; the test asserts on `result.passed`. A scenario that makes
     no sense on the session's backend is skipped with the reason.
     """
-    from .scenario import run_scenario as run
+    from harness.run.scenario import run_scenario as run
 
     s = _settings(pytestconfig)
     request.getfixturevalue("docker_engine" if s["backend"] == "docker" else "redis_server_binary")

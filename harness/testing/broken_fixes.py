@@ -1,6 +1,7 @@
 """Deliberately broken recovery layers, so the harness can prove it sees each kind of bug.
 
-Selected with `shap-worker --fix NAME` (harness: `--fix NAME`); never run one in production.
+Run by `python -m harness.testing.worker --fix NAME` (harness: `--fix NAME`), never by the
+production `shap-worker`.
 Each breaks exactly one guarantee of the bundled fix. A harness run that stays green against
 one of them has a blind spot; tests/test_detection_power.py checks that each goes red.
 
@@ -27,7 +28,7 @@ from rq_recovery.keys import fence_key, live_key, running_key, track_key
 from rq_recovery.tracking import Tracker, _now
 from rq_recovery.worker_process_fix import RecoveringWorker
 
-__all__ = ["MUTANTS", "OUTSIDE_PROCESS"]
+__all__ = ["BROKEN_FIXES", "OUTSIDE_PROCESS", "apply_fix_in_a_throwaway_interpreter", "broken_worker"]
 
 
 class _EagerTracker(Tracker):
@@ -84,27 +85,31 @@ class _RacyTracker(Tracker):
         return attempt
 
 
-class _UnfencedWorker(RecoveringWorker):
+class _Unfenced:
     @contextlib.contextmanager
     def _fenced(self, job: Job) -> Iterator[None]:
         yield None  # "the worker finished it, so its result is good"
 
 
-def _mutant(
-    name: str, tracker: type[Tracker], base: type[RecoveringWorker] = RecoveringWorker
-) -> type[RecoveringWorker]:
-    return type(f"Mutant_{name.replace('-', '_')}", (base,), {"tracker_class": tracker})
-
-
-MUTANTS: dict[str, type[RecoveringWorker]] = {
-    "eager-sweeper": _mutant("eager-sweeper", _EagerTracker),
-    "never-fail": _mutant("never-fail", _NeverFailTracker),
-    "racy-sweeper": _mutant("racy-sweeper", _RacyTracker),
-    "no-fencing": _mutant("no-fencing", Tracker, _UnfencedWorker),
+#: name -> (the tracker it runs, mixins before the worker class)
+_BREAKS: dict[str, tuple[type[Tracker], tuple[type, ...]]] = {
+    "eager-sweeper": (_EagerTracker, ()),
+    "never-fail": (_NeverFailTracker, ()),
+    "racy-sweeper": (_RacyTracker, ()),
+    "no-fencing": (Tracker, (_Unfenced,)),
 }
 
-#: Not a worker class: the original deployment's mistake, reproduced by `worker.build_worker`.
+#: Not a worker class: the original deployment's mistake; its worker is stock RQ.
 OUTSIDE_PROCESS = "outside-process"
+
+#: Every deliberately broken fix, by the name `--fix` takes.
+BROKEN_FIXES = (*_BREAKS, OUTSIDE_PROCESS)
+
+
+def broken_worker(name: str, base: type[RecoveringWorker] = RecoveringWorker) -> type[RecoveringWorker]:
+    """`base` (the service's own worker class) with the one guarantee `name` breaks, broken."""
+    tracker, mixins = _BREAKS[name]
+    return type(f"Broken_{name.replace('-', '_')}", (*mixins, base), {"tracker_class": tracker})
 
 
 def apply_fix_in_a_throwaway_interpreter() -> None:

@@ -6,7 +6,7 @@
 
 The harness talks to the service only through HTTP, Redis and the configured start commands,
 so `StackConfig` can point it at another RQ service (or at this one without the fix).
-`Stack` is the `local` backend (see `harness.backends`); `harness.docker_stack.DockerStack`
+`Stack` is the `local` backend (see `harness.backends.base`); `harness.backends.docker.stack.DockerStack`
 realises the same `StackConfig` with containers.
 """
 
@@ -30,10 +30,12 @@ from typing import Any, Self
 import requests
 from redis import Redis
 
-from .backends import Unsupported
-from .processes import ManagedProcess, reap_leftovers, title_label
-from .proxy import TcpProxy
-from .readiness import NotReady, http_ok, redis_pings, rq_worker_registered, wait_until
+from harness.backends.base import Unsupported, worker_argv
+from harness.backends.local.processes import ManagedProcess, reap_leftovers, title_label
+from harness.backends.readiness import http_ok, redis_pings, rq_worker_registered
+from harness.defaults import TERMINAL_STATUSES as TERMINAL
+from harness.nemesis.proxy import TcpProxy
+from harness.wait import NotReady, wait_until
 
 __all__ = [
     "EnvironmentMissing",
@@ -44,8 +46,6 @@ __all__ = [
     "find_redis_server",
     "new_run_id",
 ]
-
-TERMINAL = ("finished", "failed")
 
 
 class EnvironmentMissing(RuntimeError):
@@ -144,7 +144,7 @@ def services_from(
 
 @dataclass
 class WorkerHandle:
-    """A local worker: its process tree (a `harness.backends.WorkerControl`)."""
+    """A local worker: its process tree (a `harness.backends.base.WorkerControl`)."""
 
     name: str
     process: ManagedProcess
@@ -494,9 +494,7 @@ class Stack(ServiceClient):
     ) -> WorkerHandle:
         self._worker_seq += 1
         name = f"w{self._worker_seq}-{self.run_id[-6:]}"
-        argv = [*self.config.worker_cmd, "--name", name]
-        if (fix or self.config.fix) != "bundled":
-            argv += ["--fix", fix or self.config.fix]
+        argv = worker_argv(self.config.worker_cmd, name=name, fix=fix or self.config.fix, python=sys.executable)
         env = dict(env or {})
         proxy = None
         if self.config.worker_redis_via_proxy:

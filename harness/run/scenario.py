@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends import Backend, make_stack
-from .checkers import (
+from harness.backends.base import Backend, make_stack
+from harness.backends.local.stack import Stack, StackConfig, new_run_id
+from harness.checkers.core import (
     AllTerminal,
     Duplicates,
     NoLost,
@@ -47,10 +48,18 @@ from .checkers import (
     default_checkers,
     run_checker,
 )
-from .faults import Fault, FaultContext, NoTarget, fault_label
-from .history import FAULT_HEALED, FAULT_INJECTED, NOTE, History
-from .stack import Stack, StackConfig, new_run_id
-from .workload import Workload, WorkloadRun
+from harness.defaults import (
+    DEFAULT_SLACK_S,
+    FAST_LEASES,
+    MAX_SOAK_MINUTES,
+    SERVICE_LIVENESS_TTL,
+    SERVICE_SWEEP_INTERVAL,
+    SOAK_JOBS_ENV,
+    SOAK_MINUTES_ENV,
+)
+from harness.nemesis.faults import Fault, FaultContext, NoTarget, fault_label
+from harness.workload.history import FAULT_HEALED, FAULT_INJECTED, NOTE, History
+from harness.workload.plan import Workload, WorkloadRun
 
 __all__ = [
     "CI_ENV",
@@ -79,30 +88,10 @@ DIAGNOSE_FILE = "diagnose.json"
 #: target anyway; a number means "not before this many seconds into the run".
 WHEN_RUNNING = "when a job runs"
 
-#: Short leases so recovery takes seconds (same values as fixtures.stacks.FAST_RECOVERY).
-CI_ENV: dict[str, str] = {
-    "HEARTBEAT_INTERVAL": "0.5",
-    "LIVENESS_TTL": "2",
-    "SWEEP_INTERVAL": "0.5",
-    "CONNECTION_GRACE": "0.5",
-}
-
-#: The bundled service's production defaults, used for the bound when the env leaves them out.
-SERVICE_LIVENESS_TTL = 6.0
-SERVICE_SWEEP_INTERVAL = 2.0
-#: Slack on top of lease + sweep + one clean re-run of the slowest job: polling, fork, restart.
-DEFAULT_SLACK_S = 2.0
+CI_ENV = FAST_LEASES
 
 ScheduleEntry = tuple[float | str, Fault]
 ScheduleFn = Callable[[random.Random], Sequence[ScheduleEntry]]
-
-
-#: Environment variables that size a soak run (a short check, or a longer run); see `Soak`.
-SOAK_JOBS_ENV = "HARNESS_SOAK_JOBS"
-SOAK_MINUTES_ENV = "HARNESS_SOAK_MINUTES"
-#: The longest soak a run may ask for: the soak's pytest timeout (harness.plugin's
-#: SCENARIO_TIMEOUT_S["soak"]) must cover it plus the drain, the stack start and the final read.
-MAX_SOAK_MINUTES = 40.0
 
 
 @dataclass(frozen=True)

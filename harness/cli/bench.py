@@ -28,13 +28,12 @@ from typing import Any
 
 import psutil
 
-from .checkers import percentile
-from .stack import Stack, StackConfig
+from harness.backends.local.stack import Stack, StackConfig
+from harness.checkers.core import percentile
+from harness.defaults import SAMPLE_ROW as ROW
+from harness.defaults import TERMINAL_STATUSES as TERMINAL
 
 __all__ = ["main", "run_all"]
-
-ROW = [0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, -0.002, 0.02, -0.017]
-TERMINAL = ("finished", "failed")
 
 
 def _poll(stack: Stack, job_id: str, until, *, cap: float, interval: float = 0.02) -> tuple[float | None, dict]:
@@ -173,8 +172,8 @@ def bench_stack(*, trials: int = 10, workers: int = 2, backend: str = "local") -
     them the result says why instead of a figure.
     """
     if backend == "docker":
-        from .docker_stack import DockerStack, preflight
-        from .stack import EnvironmentMissing
+        from harness.backends.docker.stack import DockerStack, preflight
+        from harness.backends.local.stack import EnvironmentMissing
 
         try:
             preflight()
@@ -203,7 +202,7 @@ def bench_suite(*, scenarios: tuple[str, ...] = ()) -> dict[str, Any]:
     """Wall time of the default local chaos suite (`harness run`; `scenarios` narrows it)."""
     import subprocess
 
-    argv = [sys.executable, "-m", "harness.cli", "run"]
+    argv = [sys.executable, "-m", "harness", "run"]
     for name in scenarios:
         argv += ["--scenario", name]
     t0 = time.monotonic()
@@ -371,7 +370,7 @@ def bench_dropin(*, trials: int = 20, job_s: float = 3.0, cap: float = 120.0) ->
     from rq import Queue
     from rq.job import JobStatus
 
-    from .processes import ManagedProcess
+    from harness.backends.local.processes import ManagedProcess
 
     rq_cli = str(Path(sys.executable).parent / "rq")
     stack = Stack(StackConfig(workers=0))

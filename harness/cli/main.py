@@ -25,12 +25,12 @@ import sys
 import time
 from pathlib import Path
 
-from .stack import EnvironmentMissing, Stack, StackConfig, find_redis_server, new_run_id
+from harness.backends.local.stack import EnvironmentMissing, Stack, StackConfig, find_redis_server, new_run_id
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _scenarios_dir() -> Path:
@@ -64,7 +64,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import reproduce_stuck_job
+    from harness.cli.reproduce import reproduce_stuck_job
 
     return reproduce_stuck_job(wait_s=args.wait)
 
@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     if args.backend == "docker":  # no engine or images: exit 3 with the reason, before pytest
-        from .docker_stack import preflight
+        from harness.backends.docker.stack import preflight
 
         preflight()
     run_id = new_run_id()
@@ -182,7 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import ReportError, render
+    from harness.report.html import ReportError, render
 
     try:
         path = render(args.dir)
@@ -257,15 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("images", help="offline Docker images (see: harness images --help)", add_help=False)
     raw = sys.argv[1:] if argv is None else argv
     if raw[:1] == ["bench"]:
-        from .bench import main as bench_main
+        from harness.cli.bench import main as bench_main
 
         return bench_main(raw[1:])
     if raw[:1] == ["verify"]:
-        from .verify import main as verify_main
+        from harness.cli.verify import main as verify_main
 
         return verify_main(raw[1:])
     if raw[:1] == ["images"]:
-        from .images import main as images_main
+        from harness.cli.images import main as images_main
 
         return images_main(raw[1:])
     try:

@@ -1,8 +1,8 @@
 """Docker images for the harness's docker backend, built offline: no registry, never a pull.
 
-    python -m harness.images build --offline [--force]   build what is missing (warm: well under 1 s)
-    python -m harness.images list                        the images this module made
-    python -m harness.images prune                       keep the newest app and base image, drop the rest
+    harness images build --offline [--force]   build what is missing (warm: well under 1 s)
+    harness images list                        the images this module made
+    harness images prune                       keep the newest app and base image, drop the rest
 
 Machines without a registry cannot `docker pull python:3.11-slim` or `redis:7`, and `pip` inside
 `docker build` may fail on TLS (an intercepting proxy's CA the build container lacks). So:
@@ -21,7 +21,6 @@ repository root is the ordinary route for teams with a registry; set `HARNESS_SE
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -56,7 +55,6 @@ __all__ = [
     "debian_mirror",
     "forbid_pulls",
     "list_images",
-    "main",
     "prune",
     "redis_image",
     "require_images",
@@ -80,15 +78,13 @@ APP_REPO = "shap-chaos"
 MANAGED = "harness.managed"
 KIND = "harness.kind"
 BUILD_COMMAND = "harness images build --offline"
-_HOW_TO_BUILD = f"build them with `{BUILD_COMMAND}` (same as `python -m harness.images build --offline`)"
+_HOW_TO_BUILD = f"build them with `{BUILD_COMMAND}` (same as `python -m harness images build --offline`)"
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[3]
 APP_USER = "app"
 IMAGE_PATH = "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOCK_FILE = Path(tempfile.gettempdir()) / "harness-images.lock"
 SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
 
 
 class BuildError(RuntimeError):
@@ -445,7 +441,7 @@ def forbid_pulls() -> Callable[[], None]:
         name = f"{repository}:{tag}" if tag else repository
         raise PullForbidden(
             f"refusing to pull {name}: this session never pulls (no registry). Build images with "
-            f"`{BUILD_COMMAND}` and use names from harness.images.service_image()/redis_image(); "
+            f"`{BUILD_COMMAND}` and use names from harness.backends.docker.images.service_image()/redis_image(); "
             "set TESTCONTAINERS_RYUK_DISABLED=true so testcontainers does not pull its Ryuk image"
         )
 
@@ -511,49 +507,3 @@ def prune() -> list[str]:
 
 
 # --- command line -------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="harness images", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_build = sub.add_parser("build", help="build the base and app images unless they exist")
-    p_build.add_argument("--offline", action="store_true", help="build without a registry (required)")
-    p_build.add_argument("--force", action="store_true", help="rebuild even when the tags exist")
-    sub.add_parser("list", help="list the images this module built")
-    sub.add_parser("prune", help="keep the newest app and base image, remove the others")
-    args = parser.parse_args(argv)
-
-    if not shutil.which("docker"):
-        print("harness images: the docker CLI is not installed (scripts/ci_docker.sh installs it)", file=sys.stderr)
-        return EXIT_ENV
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        print("harness images: no Docker engine answers (scripts/ci_docker.sh starts one)", file=sys.stderr)
-        return EXIT_ENV
-    try:
-        if args.command == "build":
-            if not args.offline:
-                print(
-                    "harness images: only `build --offline` is implemented; with a registry use the "
-                    "Dockerfile (docker build -t shap-chaos .) and set HARNESS_SERVICE_IMAGE",
-                    file=sys.stderr,
-                )
-                return EXIT_USAGE
-            result = build(force=args.force)
-            verb = "built" if result.built else "reused"
-            print(f"app   {result.app}\nbase  {result.base}\nredis {redis_image()}")
-            steps = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
-            print(f"{verb} ({steps})")
-        elif args.command == "list":
-            for image in list_images():
-                print(f"{image['kind']:5} {image['name']:40} {image['id']} {image['size']:>8}  {image['created']}")
-        else:
-            for name in prune():
-                print(f"removed {name}")
-    except BuildError as exc:
-        print(f"harness images: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

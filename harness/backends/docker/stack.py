@@ -47,10 +47,11 @@ os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
 import psutil  # noqa: E402
 from redis import Redis  # noqa: E402
 
-from . import images  # noqa: E402
-from .backends import Unsupported  # noqa: E402
-from .readiness import http_ok, redis_pings, rq_worker_registered, wait_until  # noqa: E402
-from .stack import EnvironmentMissing, ServiceClient, StackConfig, free_port, new_run_id  # noqa: E402
+import harness.backends.docker.images as images  # noqa: E402
+from harness.backends.base import Unsupported, worker_argv  # noqa: E402
+from harness.backends.local.stack import EnvironmentMissing, ServiceClient, StackConfig, free_port, new_run_id  # noqa: E402
+from harness.backends.readiness import http_ok, redis_pings, rq_worker_registered  # noqa: E402
+from harness.wait import wait_until  # noqa: E402
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -316,7 +317,7 @@ class _Box:
 
 
 class DockerWorker:
-    """A worker container (a `harness.backends.WorkerControl`)."""
+    """A worker container (a `harness.backends.base.WorkerControl`)."""
 
     def __init__(self, name: str, box: _Box, stack: DockerStack, mem_limit_mb: int | None) -> None:
         self.name = name
@@ -516,7 +517,7 @@ class DockerStack(ServiceClient):
         )
 
     def unsupported(self, fault: str) -> str | None:
-        """Every fault has a container form (see harness.faults)."""
+        """Every fault has a container form (see harness.nemesis.faults)."""
         return None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -654,9 +655,7 @@ class DockerStack(ServiceClient):
     ) -> DockerWorker:
         self._worker_seq += 1
         name = f"w{self._worker_seq}-{self._token}"
-        argv = [*self.worker_command, "--name", name]
-        if (fix or self.config.fix) != "bundled":
-            argv += ["--fix", fix or self.config.fix]
+        argv = worker_argv(self.worker_command, name=name, fix=fix or self.config.fix, python="python")
         limit = self.config.worker_mem_limit_mb
         kwargs: dict[str, Any] = {}
         if limit:

@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from .history import FAULT_INJECTED, NOTE, TERMINAL, History
+from harness.defaults import PROGRESS_LIVE_EVERY_S, PROGRESS_PLAIN_EVERY_S
+from harness.workload.history import FAULT_INJECTED, NOTE, TERMINAL, History
 
 __all__ = ["Progress", "PLAIN_EVERY_S", "LIVE_EVERY_S"]
 
-LIVE_EVERY_S = 0.5
-PLAIN_EVERY_S = 30.0
+LIVE_EVERY_S = PROGRESS_LIVE_EVERY_S
+PLAIN_EVERY_S = PROGRESS_PLAIN_EVERY_S
 
 
 def _fmt_s(value: Any) -> str:

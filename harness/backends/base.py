@@ -5,8 +5,8 @@
         handle = stack.worker(name)      # a WorkerControl
         handle.kill()                    # SIGKILL the whole tree / `docker kill`
 
-Two backends implement it: `local` (`harness.stack.Stack`: processes on loopback, the default,
-no Docker needed) and `docker` (`harness.docker_stack.DockerStack`: testcontainers, one
+Two backends implement it: `local` (`harness.backends.local.stack.Stack`: processes on loopback, the default,
+no Docker needed) and `docker` (`harness.backends.docker.stack.DockerStack`: testcontainers, one
 container per process on a per-run network). A fault talks to a backend only through
 `Backend` and `WorkerControl`; which jobs run where it reads from Redis (RQ's own data), so the
 same fault works on either. Everything a backend cannot do raises `Unsupported`, and
@@ -15,13 +15,14 @@ same fault works on either. Everything a backend cannot do raises `Unsupported`,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from redis import Redis
 
-    from .stack import StackConfig
+    from harness.backends.local.stack import StackConfig
 
 __all__ = ["BACKENDS", "Backend", "Unsupported", "WorkerControl", "make_stack"]
 
@@ -142,11 +143,21 @@ class Backend(Protocol):
 def make_stack(backend: str, config: StackConfig, *, run_id: str | None = None) -> Backend:
     """A not yet started stack of `backend` ("local" or "docker") for `config`."""
     if backend == "local":
-        from .stack import Stack
+        from harness.backends.local.stack import Stack
 
         return Stack(config, run_id=run_id)
     if backend == "docker":
-        from .docker_stack import DockerStack
+        from harness.backends.docker.stack import DockerStack
 
         return DockerStack(config, run_id=run_id)
     raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+
+
+def worker_argv(command: Sequence[str], *, name: str, fix: str, python: str) -> list[str]:
+    """One worker's command line. `bundled` and `none` run the target's own worker command (`none`
+    passes `--fix none`); a deliberately broken fix runs `harness.testing.worker` under `python`."""
+    if fix == "bundled":
+        return [*command, "--name", name]
+    if fix == "none":
+        return [*command, "--name", name, "--fix", "none"]
+    return [python, "-m", "harness.testing.worker", "--name", name, "--fix", fix]

@@ -13,11 +13,10 @@ import subprocess
 import sys
 import time
 
-from .stack import Stack, StackConfig
+from harness.backends.local.stack import Stack, StackConfig
+from harness.defaults import SAMPLE_ROW as ROW
 
 __all__ = ["reproduce_stuck_job"]
-
-ROW = [0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, -0.002, 0.02, -0.017]
 
 
 def _say(step: int, text: str) -> None:

@@ -5,9 +5,9 @@
 One self-contained file that opens from disk: inline CSS, charts as inline SVG (native
 ``<title>`` tooltips, no JavaScript), every datum escaped. It reads what a run leaves behind:
 
-    <report-dir>/summary.json                    verdicts and counts (harness.summary)
+    <report-dir>/summary.json                    verdicts and counts (harness.report.summary)
     <report-dir>/env.json                        versions, machine, settings (`write_environment`)
-    <report-dir>/<scenario>/history.jsonl        every event of the scenario (harness.history)
+    <report-dir>/<scenario>/history.jsonl        every event of the scenario (harness.workload.history)
     <report-dir>/<scenario>/diagnose.json        diagnose-worker --json at the deadline, if jobs stuck
     <report-dir>/<scenario>/logs/*.log           service logs: who recovered a job (job_requeued ...)
 
@@ -34,8 +34,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .checkers import TERMINAL_STATUSES, AllTerminal, NoLost, RecoveryTime
-from .history import (
+from harness.checkers.core import TERMINAL_STATUSES, AllTerminal, NoLost, RecoveryTime
+from harness.defaults import MAX_TRAIL_EVENTS, MAX_TRAILS
+from harness.report.summary import SUMMARY_FILE
+from harness.workload.history import (
     ACCEPTED,
     FAULT_HEALED,
     FAULT_INJECTED,
@@ -45,7 +47,6 @@ from .history import (
     Event,
     History,
 )
-from .summary import SUMMARY_FILE
 
 __all__ = [
     "ENV_FILE",
@@ -61,13 +62,11 @@ REPORT_FILE = "index.html"
 ENV_FILE = "env.json"
 HISTORY_FILE = "history.jsonl"
 DIAGNOSE_FILE = "diagnose.json"
-TEMPLATE = Path(__file__).resolve().parent.parent / "reports" / "templates" / "report.html"
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html"
 #: Python packages whose versions the report lists.
 PACKAGES = ("shap-chaos", "rq", "redis", "shap", "scikit-learn", "numpy", "fastapi", "uvicorn", "pytest")
 #: At most this many unrecovered jobs get a full event trail (the rest are listed by id).
-MAX_TRAILS = 40
 #: At most this many events per trail (first and last halves when longer).
-MAX_TRAIL_EVENTS = 120
 
 
 class ReportError(RuntimeError):

@@ -1,0 +1,65 @@
+"""Every tunable and shared constant of the harness, once (rq's `defaults.py` is the model).
+
+Modules import their defaults from here; a test or a reader looking for "how long", "how many" or
+"which statuses" finds the answer in this one file.
+"""
+
+from __future__ import annotations
+
+# --- RQ's statuses, as the checkers read them --------------------------------------------------
+# RQ (3.x) has 11 JobStatus values. Only finished/failed mean the job was carried to an end;
+# stopped/canceled mean someone gave up on it, which is NOT a recovery.
+TERMINAL_STATUSES = ("finished", "failed")
+NON_TERMINAL_STATUSES = (
+    "created",
+    "queued",
+    "started",
+    "deferred",
+    "scheduled",
+    "stopped",
+    "canceled",
+    "rate_limited",
+    "ready_to_enqueue",
+)
+#: Recorded by the harness when the service answers "no such job" (404).
+MISSING = "missing"
+
+# --- the workload ------------------------------------------------------------------------------
+#: Job kinds a workload can submit; the long ones keep a worker busy long enough to be hit.
+JOB_KINDS = ("light", "heavy", "slow", "hang", "hungry")
+LONG_KINDS = ("slow", "hang", "hungry")
+#: One row of the diabetes data set (10 features), for the tools that submit a single job.
+SAMPLE_ROW = [0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, -0.002, 0.02, -0.017]
+
+# --- leases and bounds -------------------------------------------------------------------------
+#: Short leases so that recovery takes seconds, in scenarios and in the repository's tests.
+FAST_LEASES: dict[str, str] = {
+    "HEARTBEAT_INTERVAL": "0.5",
+    "LIVENESS_TTL": "2",
+    "SWEEP_INTERVAL": "0.5",
+    "CONNECTION_GRACE": "0.5",
+}
+#: The recovery layer's production defaults, used for the bound when the env leaves them out
+#: (the harness does not import the recovery package; these mirror its LIVENESS_TTL / SWEEP_INTERVAL).
+SERVICE_LIVENESS_TTL = 6.0
+SERVICE_SWEEP_INTERVAL = 2.0
+#: Slack on top of lease + sweep + one clean re-run of the slowest job: polling, fork, restart.
+DEFAULT_SLACK_S = 2.0
+
+# --- soak --------------------------------------------------------------------------------------
+#: Environment variables that size a soak run (a short check, or a longer run); see run.Soak.
+SOAK_JOBS_ENV = "HARNESS_SOAK_JOBS"
+SOAK_MINUTES_ENV = "HARNESS_SOAK_MINUTES"
+#: The longest soak a run may ask for: SCENARIO_TIMEOUT_S["soak"] must cover it plus the drain,
+#: the stack start and the final read.
+MAX_SOAK_MINUTES = 40.0
+#: pytest-timeout per scenario test, by profile.
+SCENARIO_TIMEOUT_S = {"ci": 150, "soak": 3000}
+
+# --- progress and report -----------------------------------------------------------------------
+#: Seconds between progress lines: redrawn on a terminal, printed plainly in CI logs.
+PROGRESS_LIVE_EVERY_S = 0.5
+PROGRESS_PLAIN_EVERY_S = 30.0
+#: Jobs whose event trail the report shows in full, and events per trail.
+MAX_TRAILS = 40
+MAX_TRAIL_EVENTS = 120
