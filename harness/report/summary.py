@@ -10,8 +10,10 @@
 `faults` and `recoveries` (jobs hit by a fault that still reached finished/failed) are the run's
 totals; an entry for a scenario that broke off before it was judged may leave them out.
 
-`RunSummary` accumulates scenario results over a pytest session (the plugin owns one) and
-writes the file at the end; `validate_summary` checks the shape, for tests and readers.
+The shape is written down once, as pydantic-checked TypedDicts (a validated file stays a plain
+dict, which is what the report and JSON readers use). `RunSummary` accumulates scenario results
+over a pytest session (the plugin owns one) and writes the file at the end; `validate_summary`
+checks the shape and `read_summary` reads a file back through the same check.
 """
 
 from __future__ import annotations
@@ -21,18 +23,91 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
 
-__all__ = ["SUMMARY_FILE", "RunSummary", "validate_summary", "VERDICTS"]
+from pydantic import ConfigDict, PlainValidator, TypeAdapter, ValidationError, with_config
+from typing_extensions import NotRequired, TypedDict  # pydantic needs this one before Python 3.12
+
+__all__ = [
+    "SUMMARY_FILE",
+    "VERDICTS",
+    "Faults",
+    "Jobs",
+    "Recovery",
+    "RunSummary",
+    "ScenarioEntry",
+    "Summary",
+    "read_summary",
+    "validate_summary",
+]
 
 SUMMARY_FILE = "summary.json"
 VERDICTS = ("pass", "fail", "unknown")
-_TOP = ("run_id", "backend", "seed", "fix", "started_at", "duration_s", "scenarios")
-_SCENARIO = ("name", "fault", "verdict", "jobs", "recovery_s", "bound_s", "checkers")
-_SCENARIO_TOTALS = ("faults", "recoveries")  # optional: a broken-off scenario has none
-_FAULTS = ("injected", "by_kind")
-_JOBS = ("accepted", "finished", "failed", "stuck", "lost", "duplicates")
-_RECOVERY = ("p50", "p99", "max")
+
+Verdict = Literal["pass", "fail", "unknown"]
+
+
+def _number(value: Any) -> int | float | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValueError("must be a number or null")
+    return value
+
+
+#: Counts and seconds: a number, or null when not measured (never a bool or a string).
+Number = Annotated[int | float | None, PlainValidator(_number)]
+_EXACT = ConfigDict(extra="forbid", strict=True)
+
+
+@with_config(_EXACT)
+class Jobs(TypedDict):
+    accepted: Number
+    finished: Number
+    failed: Number
+    stuck: Number
+    lost: Number
+    duplicates: Number
+
+
+@with_config(_EXACT)
+class Recovery(TypedDict):
+    p50: Number
+    p99: Number
+    max: Number
+
+
+@with_config(_EXACT)
+class Faults(TypedDict):
+    injected: Number
+    by_kind: dict[str, Number]
+
+
+@with_config(_EXACT)
+class ScenarioEntry(TypedDict):
+    name: str
+    fault: str
+    verdict: Verdict
+    jobs: Jobs
+    recovery_s: Recovery
+    bound_s: Number
+    checkers: dict[str, Verdict]
+    faults: NotRequired[Faults]
+    recoveries: NotRequired[Number]
+
+
+@with_config(_EXACT)
+class Summary(TypedDict):
+    run_id: str
+    backend: str
+    seed: int | str
+    fix: str
+    started_at: str
+    duration_s: Number
+    scenarios: list[ScenarioEntry]
+
+
+_ENTRY = TypeAdapter(ScenarioEntry)
+_SUMMARY = TypeAdapter(Summary)
+_T = TypeVar("_T")
 
 
 class RunSummary:
@@ -51,7 +126,7 @@ class RunSummary:
     def add(self, result: Any) -> None:
         """Add a `ScenarioResult` (or an entry dict already in the summary shape)."""
         entry = result if isinstance(result, dict) else result.summary_entry()
-        _check_entry(entry)
+        _validate(_ENTRY, entry, "scenario")
         with self._lock:
             self.scenarios.append(entry)
 
@@ -79,46 +154,31 @@ class RunSummary:
         return path
 
 
-def _keys(obj: Any, keys: tuple[str, ...], where: str) -> None:
-    if not isinstance(obj, dict):
-        raise ValueError(f"{where} must be an object")
-    if set(obj) != set(keys):
-        raise ValueError(f"{where} must have exactly the keys {list(keys)}, got {sorted(obj)}")
+def _where(loc: tuple[int | str, ...], root: str) -> str:
+    out = root
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
 
 
-def _number_or_none(value: Any, where: str) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ValueError(f"{where} must be a number or null, got {value!r}")
-
-
-def _check_entry(entry: Any, where: str = "scenario") -> None:
-    present = tuple(k for k in _SCENARIO_TOTALS if isinstance(entry, dict) and k in entry)
-    _keys(entry, _SCENARIO + present, where)
-    if "faults" in present:
-        faults = entry["faults"]
-        _keys(faults, _FAULTS, f"{where}.faults")
-        _number_or_none(faults["injected"], f"{where}.faults.injected")
-        if not isinstance(faults["by_kind"], dict):
-            raise ValueError(f"{where}.faults.by_kind must map fault names to counts")
-        for name, n in faults["by_kind"].items():
-            _number_or_none(n, f"{where}.faults.by_kind.{name}")
-    if "recoveries" in present:
-        _number_or_none(entry["recoveries"], f"{where}.recoveries")
-    if entry["verdict"] not in VERDICTS:
-        raise ValueError(f"{where}.verdict must be one of {VERDICTS}, got {entry['verdict']!r}")
-    _keys(entry["jobs"], _JOBS, f"{where}.jobs")
-    for k in _JOBS:
-        _number_or_none(entry["jobs"][k], f"{where}.jobs.{k}")
-    _keys(entry["recovery_s"], _RECOVERY, f"{where}.recovery_s")
-    for k in _RECOVERY:
-        _number_or_none(entry["recovery_s"][k], f"{where}.recovery_s.{k}")
-    _number_or_none(entry["bound_s"], f"{where}.bound_s")
-    if not isinstance(entry["checkers"], dict) or any(v not in VERDICTS for v in entry["checkers"].values()):
-        raise ValueError(f"{where}.checkers must map names to one of {VERDICTS}")
+def _validate(adapter: TypeAdapter[_T], data: Any, root: str) -> _T:
+    """`adapter`'s check, its complaints as one ValueError naming each place (`scenarios[0].jobs`)."""
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_where(e['loc'], root)}: {e['msg']}" + ("" if e["type"] == "missing" else f" (got {repr(e['input'])[:80]})")
+            for e in exc.errors()
+        )
+        raise ValueError(f"{root} does not have the summary.json shape: {problems}") from None
 
 
 def validate_summary(data: Any) -> None:
     """Raise ValueError unless `data` has exactly the summary.json shape."""
-    _keys(data, _TOP, "summary")
-    for i, entry in enumerate(data["scenarios"]):
-        _check_entry(entry, f"scenarios[{i}]")
+    _validate(_SUMMARY, data, "summary")
+
+
+def read_summary(path: str | Path) -> Summary:
+    """Read a summary.json back; OSError if unreadable, ValueError if it is not JSON of the shape."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return _validate(_SUMMARY, data, "summary")

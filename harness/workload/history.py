@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
 
 __all__ = [
     "ACCEPTED",
@@ -27,6 +29,7 @@ __all__ = [
     "SUBMITTED",
     "TERMINAL",
     "Event",
+    "EventLine",
     "History",
 ]
 
@@ -61,6 +64,48 @@ class Event:
     kind: str
     job_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+
+
+class EventLine(BaseModel):
+    """One line of history.jsonl as `History.save` writes it, checked when read back.
+
+    `t` takes what `float()` takes and a null or empty `data` reads as `{}`, as the files
+    written so far need; other fields keep their JSON type (`job_id` a string or null)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    t: Annotated[float, BeforeValidator(float)]
+    kind: str
+    job_id: str | None = None
+    data: Annotated[dict[str, Any], BeforeValidator(lambda v: v or {})] = {}
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in KINDS:
+            raise ValueError(f"unknown event kind {kind!r}")
+        return kind
+
+
+#: What a line's failed check says, by pydantic error type (`value_error`: the validator's own words).
+_TYPE_REASONS = {
+    "model_type": "not a JSON object",
+    "string_type": "{field} must be a string",
+    "dict_type": "{field} must be an object",
+}
+
+
+def _reasons(exc: ValidationError) -> str:
+    out = []
+    for e in exc.errors():
+        field = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "missing":
+            out.append(f"missing field {field!r}")
+        elif e["type"] == "value_error":
+            out.append(str(e["ctx"]["error"]))
+        else:
+            out.append(_TYPE_REASONS.get(e["type"], "{field}: {msg}").format(field=field, msg=e["msg"]))
+    return "; ".join(out)
 
 
 class History:
@@ -122,23 +167,11 @@ class History:
                 if not line.strip():
                     continue
                 try:
-                    row = json.loads(line)
-                    if not isinstance(row, dict):
-                        raise TypeError("not a JSON object")
-                    kind = row["kind"]
-                    if kind not in KINDS:
-                        raise ValueError(f"unknown event kind {kind!r}")
-                    job_id = row.get("job_id")
-                    if job_id is not None and not isinstance(job_id, str):
-                        raise TypeError("job_id must be a string or null")
-                    data = row.get("data") or {}
-                    if not isinstance(data, dict):
-                        raise TypeError("data must be an object")
-                    event = Event(float(row["t"]), kind, job_id, data)
-                except KeyError as exc:
-                    raise ValueError(f"{path}:{lineno}: malformed history line: missing field {exc}") from exc
-                except (ValueError, TypeError) as exc:
+                    row = EventLine.model_validate(json.loads(line))
+                except ValidationError as exc:
+                    raise ValueError(f"{path}:{lineno}: malformed history line: {_reasons(exc)}") from exc
+                except ValueError as exc:  # not JSON
                     raise ValueError(f"{path}:{lineno}: malformed history line: {exc}") from exc
-                events.append(event)
+                events.append(Event(row.t, row.kind, row.job_id, row.data))
         history._events = events
         return history
