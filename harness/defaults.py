@@ -63,3 +63,11 @@ PROGRESS_PLAIN_EVERY_S = 30.0
 #: Jobs whose event trail the report shows in full, and events per trail.
 MAX_TRAILS = 40
 MAX_TRAIL_EVENTS = 120
+#: Stuck jobs the report's banner names (the rest as "and N more"), notes per scenario, and
+#: characters of one event's data in a trail / of diagnose-worker's full output.
+MAX_BANNER_STUCK = 12
+MAX_NOTES = 30
+MAX_EVENT_DATA_CHARS = 600
+MAX_DIAGNOSE_CHARS = 60_000
+#: Python distributions whose versions the report's environment lists.
+REPORT_PACKAGES = ("shap-chaos", "rq", "redis", "shap", "scikit-learn", "numpy", "fastapi", "uvicorn", "pytest")

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from harness.report.html import ENV_FILE, REPORT_FILE, ReportError, render, rerun_command
+from harness.report import ENV_FILE, REPORT_FILE, ReportError, render, rerun_command
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_BYTES = 2 * 1024 * 1024

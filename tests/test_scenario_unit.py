@@ -34,7 +34,7 @@ from harness.nemesis.faults import (
     running_jobs,
 )
 from harness.nemesis.proxy import TcpProxy
-from harness.report.summary import RunSummary, validate_summary
+from harness.report import RunSummary, validate_summary
 from harness.run.scenario import (
     CI_ENV,
     DEFAULT_SLACK_S,

@@ -182,7 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report.html import ReportError, render
+    from harness.report import ReportError, render
 
     try:
         path = render(args.dir)

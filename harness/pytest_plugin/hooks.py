@@ -31,7 +31,7 @@ from harness.backends.base import BACKENDS
 from harness.backends.local.stack import EnvironmentMissing, find_redis_server, new_run_id, services_from
 from harness.defaults import SCENARIO_TIMEOUT_S
 from harness.pytest_plugin.progress import Progress
-from harness.report.summary import RunSummary
+from harness.report import RunSummary
 
 #: Markers this plugin uses; pyproject.toml declares the same (keep both in step).
 MARKERS = {
@@ -283,7 +283,7 @@ def _write_report(config: pytest.Config) -> Path | None:
     """env.json and index.html beside summary.json; a report bug never hides the test results."""
     s = _settings(config)
     try:
-        from harness.report.html import collect_environment, render, write_environment
+        from harness.report import collect_environment, render, write_environment
         from harness.run.scenario import PROFILES
 
         selected = bool(config.getoption("keyword", "") or config.getoption("markexpr", ""))

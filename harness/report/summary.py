@@ -23,10 +23,10 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, NotRequired, TypeVar
 
 from pydantic import ConfigDict, PlainValidator, TypeAdapter, ValidationError, with_config
-from typing_extensions import NotRequired, TypedDict  # pydantic needs this one before Python 3.12
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 __all__ = [
     "SUMMARY_FILE",
@@ -55,7 +55,7 @@ def _number(value: Any) -> int | float | None:
 
 #: Counts and seconds: a number, or null when not measured (never a bool or a string).
 Number = Annotated[int | float | None, PlainValidator(_number)]
-_EXACT = ConfigDict(extra="forbid", strict=True)
+_EXACT = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 @with_config(_EXACT)
@@ -167,7 +167,8 @@ def _validate(adapter: TypeAdapter[_T], data: Any, root: str) -> _T:
         return adapter.validate_python(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{_where(e['loc'], root)}: {e['msg']}" + ("" if e["type"] == "missing" else f" (got {repr(e['input'])[:80]})")
+            f"{_where(e['loc'], root)}: {e['msg']}"
+            + ("" if e["type"] == "missing" else f" (got {repr(e['input'])[:80]})")
             for e in exc.errors()
         )
         raise ValueError(f"{root} does not have the summary.json shape: {problems}") from None
