@@ -72,7 +72,7 @@ class EventLine(BaseModel):
     `t` takes what `float()` takes and a null or empty `data` reads as `{}`, as the files
     written so far need; other fields keep their JSON type (`job_id` a string or null)."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, defer_build=True)
 
     t: Annotated[float, BeforeValidator(float)]
     kind: str
