@@ -1,29 +1,23 @@
 """The HTML report, rendered from real runs and opened in a real browser (Debian's chromium).
 
 Two short real runs (kill-worker with the fix, and with `--fix none`) are made once per
-session through the `harness run` CLI; the report of each is opened in headless Chromium over
-the DevTools protocol (a small stdlib WebSocket client below, no extra package): the page must
-load with no console error, no network request, the verdict banner and the stuck job ids in the
-DOM, and a non-trivial screenshot. Without chromium the browser tests skip, except under CI=true
-where that is a failure.
+session through the `harness run` CLI; the report of each is opened in headless Chromium driven
+by Playwright (Debian's /usr/bin/chromium as its executable: Playwright's own browser download
+is never used): the page must load with no console error, no network request, the verdict
+banner and the stuck job ids in the DOM, and a non-trivial screenshot. Without chromium (or
+Playwright) the browser tests skip, except under CI=true where that is a failure.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 
@@ -43,227 +37,93 @@ def _chromium() -> str | None:
 
 def _need_chromium() -> str:
     path = _chromium()
+    ci = os.environ.get("CI", "").lower() == "true"
     if path is None:
-        if os.environ.get("CI", "").lower() == "true":
+        if ci:
             pytest.fail("chromium is not installed (CI=true: .ci/run installs Debian's chromium)")
         pytest.skip("chromium is not installed (apt-get install chromium); the browser test needs it")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        if ci:
+            pytest.fail("playwright is not installed (CI=true: it is in the [dev] extra)")
+        pytest.skip("playwright is not installed (pip install -e '.[dev]'); the browser test needs it")
     return path
 
 
-# -- a tiny DevTools-protocol client (stdlib only) --------------------------------------------
-
-
-class _WebSocket:
-    """Just enough RFC 6455 for the DevTools protocol: text frames, client masking."""
-
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
-        u = urlparse(url)
-        self.sock = socket.create_connection((u.hostname, u.port), timeout=timeout)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (
-                f"GET {u.path} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise ConnectionError("DevTools closed the connection during the handshake")
-            head += chunk
-        head, self.buf = head.split(b"\r\n\r\n", 1)
-        if b" 101 " not in head.split(b"\r\n", 1)[0]:
-            raise ConnectionError(f"WebSocket handshake refused: {head[:200]!r}")
-
-    def send(self, text: str) -> None:
-        data = text.encode()
-        header = bytearray([0x81])
-        n = len(data)
-        if n < 126:
-            header.append(0x80 | n)
-        elif n < 65536:
-            header.append(0x80 | 126)
-            header += n.to_bytes(2, "big")
-        else:
-            header.append(0x80 | 127)
-            header += n.to_bytes(8, "big")
-        mask = os.urandom(4)
-        header += mask
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
-        self.sock.sendall(bytes(header) + masked)
-
-    def _read(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            chunk = self.sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError("DevTools closed the connection")
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def recv(self) -> str:
-        message = b""
-        while True:
-            b0, b1 = self._read(2)
-            n = b1 & 0x7F
-            if n == 126:
-                n = int.from_bytes(self._read(2), "big")
-            elif n == 127:
-                n = int.from_bytes(self._read(8), "big")
-            mask = self._read(4) if b1 & 0x80 else None
-            payload = self._read(n)
-            if mask:
-                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-            opcode = b0 & 0x0F
-            if opcode == 8:
-                raise ConnectionError("DevTools closed the WebSocket")
-            if opcode in (9, 10):
-                continue
-            message += payload
-            if b0 & 0x80:
-                return message.decode()
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+# -- the browser ------------------------------------------------------------------------------
 
 
 class Browser:
-    """Headless Chromium with a fresh profile, driven over the DevTools protocol."""
+    """Headless Chromium with a fresh profile, driven by Playwright; it keeps what the page logged
+    as an error and every URL it requested."""
 
     def __init__(self, binary: str, *, width: int = 1400, height: int = 2000) -> None:
-        self.profile = tempfile.mkdtemp(prefix="report-chromium-")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-extensions",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--hide-scrollbars",
-                "--remote-debugging-port=0",
-                f"--user-data-dir={self.profile}",
-                f"--window-size={width},{height}",
-                "about:blank",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self.width, self.height = width, height
-        self.events: list[dict[str, Any]] = []
-        self._id = 0
-        port_file = Path(self.profile) / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not port_file.exists() or not port_file.read_text().strip():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError("chromium did not open its DevTools port")
-            time.sleep(0.05)
-        port = int(port_file.read_text().split()[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
-            targets = json.loads(r.read())
-        page = next(t for t in targets if t.get("type") == "page")
-        self.ws = _WebSocket(page["webSocketDebuggerUrl"])
-        for method in ("Runtime.enable", "Log.enable", "Page.enable", "Network.enable"):
-            self.call(method)
-        self.call(
-            "Emulation.setDeviceMetricsOverride",
-            width=width,
-            height=height,
-            deviceScaleFactor=1,
-            mobile=False,
-        )
+        from playwright.sync_api import sync_playwright
 
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self._id += 1
-        my_id = self._id
-        self.ws.send(json.dumps({"id": my_id, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == my_id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-            if "method" in msg:
-                self.events.append(msg)
-
-    def wait_event(self, method: str, timeout: float = 30.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        for e in self.events:
-            if e["method"] == method:
-                return e
-        while time.monotonic() < deadline:
-            msg = json.loads(self.ws.recv())
-            if "method" in msg:
-                self.events.append(msg)
-                if msg["method"] == method:
-                    return msg
-        raise TimeoutError(method)
+        self.errors: list[str] = []
+        self.urls: list[str] = []
+        self._playwright = sync_playwright().start()
+        try:
+            self._browser = self._playwright.chromium.launch(
+                executable_path=binary,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--hide-scrollbars"],
+            )
+            self.page = self._browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
+        except Exception:
+            self._playwright.stop()
+            raise
+        self.page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+        self.page.on(
+            "console",
+            lambda m: (
+                self.errors.append(f"console.{m.type}: {m.text} {m.location.get('url', '')}")
+                if m.type in ("error", "assert")
+                else None
+            ),
+        )
+        self.page.on("request", lambda r: self.urls.append(r.url))
 
     def open(self, url: str) -> None:
-        self.events.clear()
-        self.call("Page.navigate", url=url)
-        self.wait_event("Page.loadEventFired")
-        self.evaluate("1")  # drain what the load produced
+        self.errors.clear()
+        self.urls.clear()
+        self.page.goto(url, wait_until="load")
 
     def evaluate(self, expression: str) -> Any:
-        res = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        if "exceptionDetails" in res:
-            raise RuntimeError(f"evaluate failed: {res['exceptionDetails']}")
-        return res["result"].get("value")
+        return self.page.evaluate(expression)
 
     def screenshot(self, path: Path, *, selector: str | None = None, full: bool = False) -> Path:
         """The viewport (or one element, or the whole page) as PNG."""
-        params: dict[str, Any] = {"format": "png", "captureBeyondViewport": bool(selector or full)}
-        if selector or full:
-            rect = self.evaluate(
-                "(() => { const e = "
-                + (f"document.querySelector({json.dumps(selector)})" if selector else "document.documentElement")
-                + "; const r = e.getBoundingClientRect(); return [r.left + scrollX, r.top + scrollY, r.width, "
-                "r.height]; })()"
-            )
-            x, y, w, h = rect
-            params["clip"] = {"x": max(0, x - 8), "y": max(0, y - 8), "width": w + 16, "height": h + 16, "scale": 1}
-        data = self.call("Page.captureScreenshot", **params)["data"]
-        path.write_bytes(base64.b64decode(data))
+        if selector:
+            self.page.locator(selector).screenshot(path=path)
+        else:
+            self.page.screenshot(path=path, full_page=full)
         return path
 
     def console_errors(self) -> list[str]:
-        out = []
-        for e in self.events:
-            p = e.get("params", {})
-            if e["method"] == "Runtime.exceptionThrown":
-                out.append(f"uncaught: {p.get('exceptionDetails', {}).get('text')}")
-            elif e["method"] == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                out.append(f"console.{p.get('type')}: {[a.get('value') for a in p.get('args', [])]}")
-            elif e["method"] == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
-                out.append(f"log: {p['entry'].get('text')} {p['entry'].get('url', '')}")
-        return out
+        return list(self.errors)
 
     def requested_urls(self) -> list[str]:
-        return [e["params"]["request"]["url"] for e in self.events if e["method"] == "Network.requestWillBeSent"]
+        return list(self.urls)
 
     def close(self) -> None:
-        ws = getattr(self, "ws", None)
-        if ws is not None:
-            ws.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        shutil.rmtree(self.profile, ignore_errors=True)
+        try:
+            self._browser.close()
+        finally:
+            self._playwright.stop()
+
+
+def _visit(binary: str, report: Path, png: Path, *expressions: str) -> tuple[Path, list[str], list[str], list[Any]]:
+    """Open `report` in a fresh browser: its screenshot, console errors, requested URLs and the
+    value of each JavaScript expression, in that order."""
+    browser = Browser(binary)
+    try:
+        browser.open(report.as_uri())
+        shot = browser.screenshot(png)
+        values = [browser.evaluate(e) for e in expressions]
+        return shot, browser.console_errors(), browser.requested_urls(), values
+    finally:
+        browser.close()
 
 
 # -- real runs ---------------------------------------------------------------------------------
@@ -362,17 +222,14 @@ def test_red_report_in_chromium(runs: dict[str, Path], tmp_path: Path) -> None:
     history = History.load(runs["red"] / "kill-worker" / "history.jsonl")
     stuck = [s["job_id"] for s in AllTerminal().check(history).details["stuck_jobs"]]
     assert stuck
-    browser = Browser(binary)
-    try:
-        browser.open((runs["red"] / REPORT_FILE).as_uri())
-        png = browser.screenshot(tmp_path / "red.png")
-        banner = browser.evaluate("document.querySelector('#verdict').innerText")
-        dom = browser.evaluate("document.documentElement.outerHTML")
-        top = browser.evaluate("document.querySelector('#verdict').getBoundingClientRect().bottom")
-        errors = browser.console_errors()
-        urls = browser.requested_urls()
-    finally:
-        browser.close()
+    png, errors, urls, (banner, dom, top) = _visit(
+        binary,
+        runs["red"] / REPORT_FILE,
+        tmp_path / "red.png",
+        "document.querySelector('#verdict').innerText",
+        "document.documentElement.outerHTML",
+        "document.querySelector('#verdict').getBoundingClientRect().bottom",
+    )
     assert png.stat().st_size > 20_000, "the screenshot looks empty"
     assert "FAIL" in banner and "1 of 1 scenario failed" in banner, banner
     assert f"{summary['scenarios'][0]['jobs']['stuck']} job" in banner
@@ -388,17 +245,14 @@ def test_red_report_in_chromium(runs: dict[str, Path], tmp_path: Path) -> None:
 
 def test_green_report_in_chromium(runs: dict[str, Path], tmp_path: Path) -> None:
     binary = _need_chromium()
-    browser = Browser(binary)
-    try:
-        browser.open((runs["green"] / REPORT_FILE).as_uri())
-        png = browser.screenshot(tmp_path / "green.png")
-        banner = browser.evaluate("document.querySelector('#verdict').innerText")
-        bars = browser.evaluate("document.querySelectorAll('svg.timeline g.bar').length")
-        tips = browser.evaluate("[...document.querySelectorAll('svg.timeline g.bar title')].map(t => t.textContent)")
-        errors = browser.console_errors()
-        urls = browser.requested_urls()
-    finally:
-        browser.close()
+    png, errors, urls, (banner, bars, tips) = _visit(
+        binary,
+        runs["green"] / REPORT_FILE,
+        tmp_path / "green.png",
+        "document.querySelector('#verdict').innerText",
+        "document.querySelectorAll('svg.timeline g.bar').length",
+        "[...document.querySelectorAll('svg.timeline g.bar title')].map(t => t.textContent)",
+    )
     assert png.stat().st_size > 20_000
     assert banner.startswith("PASS"), banner
     assert bars >= 1 and any("job " in t and "attempt" in t for t in tips)
