@@ -86,6 +86,8 @@ class Detection:
 
 @dataclass
 class JobTrack:
+    """One accepted job: its events, attempts (segments) and the recoveries seen on it."""
+
     job_id: str
     kind: str | None = None
     request_id: str | None = None

@@ -44,7 +44,7 @@ __all__ = [
 SUMMARY_FILE = "summary.json"
 VERDICTS = ("pass", "fail", "unknown")
 
-Verdict = Literal["pass", "fail", "unknown"]
+_Verdict = Literal["pass", "fail", "unknown"]
 
 
 def _number(value: Any) -> int | float | None:
@@ -54,44 +54,44 @@ def _number(value: Any) -> int | float | None:
 
 
 #: Counts and seconds: a number, or null when not measured (never a bool or a string).
-Number = Annotated[int | float | None, PlainValidator(_number)]
+_Number = Annotated[int | float | None, PlainValidator(_number)]
 _EXACT = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 @with_config(_EXACT)
 class Jobs(TypedDict):
-    accepted: Number
-    finished: Number
-    failed: Number
-    stuck: Number
-    lost: Number
-    duplicates: Number
+    accepted: _Number
+    finished: _Number
+    failed: _Number
+    stuck: _Number
+    lost: _Number
+    duplicates: _Number
 
 
 @with_config(_EXACT)
 class Recovery(TypedDict):
-    p50: Number
-    p99: Number
-    max: Number
+    p50: _Number
+    p99: _Number
+    max: _Number
 
 
 @with_config(_EXACT)
 class Faults(TypedDict):
-    injected: Number
-    by_kind: dict[str, Number]
+    injected: _Number
+    by_kind: dict[str, _Number]
 
 
 @with_config(_EXACT)
 class ScenarioEntry(TypedDict):
     name: str
     fault: str
-    verdict: Verdict
+    verdict: _Verdict
     jobs: Jobs
     recovery_s: Recovery
-    bound_s: Number
-    checkers: dict[str, Verdict]
+    bound_s: _Number
+    checkers: dict[str, _Verdict]
     faults: NotRequired[Faults]
-    recoveries: NotRequired[Number]
+    recoveries: NotRequired[_Number]
 
 
 @with_config(_EXACT)
@@ -101,7 +101,7 @@ class Summary(TypedDict):
     seed: int | str
     fix: str
     started_at: str
-    duration_s: Number
+    duration_s: _Number
     scenarios: list[ScenarioEntry]
 
 
