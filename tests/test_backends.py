@@ -8,7 +8,9 @@ from typing import Any, ClassVar
 import pytest
 
 from harness.backends.base import BACKENDS, Backend, WorkerControl, make_stack
-from harness.backends.local.stack import Stack, StackConfig, WorkerHandle
+from harness.backends.config import StackConfig
+from harness.backends.local.stack import Stack
+from harness.backends.local.worker import WorkerHandle
 from harness.nemesis.faults import OOM, OOM_DOCKER_MODE, OOM_LOCAL_MODE, OOM_TREE_LIMIT_MB, KillWorker, fault_label
 from harness.run.scenario import WHEN_RUNNING, Scenario
 from harness.workload.plan import Workload

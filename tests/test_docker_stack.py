@@ -1,4 +1,4 @@
-"""The docker backend (harness/docker_stack.py): a real container stack, its cleanup, no pulls.
+"""The docker backend (harness/backends/docker/): a real container stack, its cleanup, no pulls.
 
 Marked `docker`: skipped with how to enable it when no engine answers, a failure under CI=true or
 HARNESS_REQUIRE_DOCKER=1 (the `docker_images` fixture builds missing images first).
@@ -17,19 +17,18 @@ from pathlib import Path
 import pytest
 
 from harness.backends.base import Backend, WorkerControl, make_stack
+from harness.backends.config import StackConfig, new_run_id
 from harness.backends.docker import images
-from harness.backends.docker.stack import (
+from harness.backends.docker.engine import DockerUnavailable
+from harness.backends.docker.reaper import (
     LABEL_MANAGED,
     LABEL_OWNER,
     LABEL_RUN,
-    DockerStack,
-    DockerUnavailable,
-    _owner,
     reap_leftovers,
     remove_run,
     run_objects,
 )
-from harness.backends.local.stack import StackConfig, new_run_id
+from harness.backends.docker.stack import DockerStack, _owner
 from harness.checkers.core import _additivity_errors
 from harness.run.scenario import CI_ENV
 
@@ -98,7 +97,7 @@ def test_cleanup_on_ctrl_c_and_sigterm(docker_images, tmp_path, sig):
         f"""
         import time
         from harness.backends.docker.stack import DockerStack
-        from harness.backends.local.stack import StackConfig
+        from harness.backends.config import StackConfig
         with DockerStack(StackConfig(workers=0), run_id={run_id!r}):
             print("up", flush=True)
             time.sleep(120)

@@ -20,8 +20,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.backends.config import StackConfig
 from harness.backends.local.processes import labels_of
-from harness.backends.local.stack import Stack, StackConfig
+from harness.backends.local.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -88,7 +89,8 @@ def _run_from(marker: Path) -> dict:
 VICTIM = """
     import json, time
     import pytest
-    from harness.backends.local.stack import Stack, StackConfig
+    from harness.backends.local.stack import Stack
+    from harness.backends.config import StackConfig
 
     @pytest.mark.timeout({timeout})
     def test_victim(tmp_path_factory):

@@ -289,7 +289,8 @@ def _harness_run(report_dir: Path, *extra: str) -> subprocess.CompletedProcess[s
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The same kill-worker schedule with the fix (green) and with stock RQ (red)."""
-    from harness.backends.local.stack import EnvironmentMissing, find_redis_server
+    from harness.backends.base import EnvironmentMissing
+    from harness.backends.local.redis_server import find_redis_server
 
     try:
         find_redis_server()

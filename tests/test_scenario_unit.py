@@ -182,7 +182,7 @@ def test_soak_plan_respects_the_job_target_and_the_time_cap():
 
 
 def test_the_nemesis_soak_can_submit_5000_jobs_within_30_minutes():
-    from harness.pytest_plugin.hooks import SCENARIO_TIMEOUT_S
+    from harness.defaults import SCENARIO_TIMEOUT_S
     from scenarios.test_nemesis import SCENARIO
 
     soak = Soak()
@@ -606,7 +606,7 @@ def test_workload_stops_submitting_at_the_time_cap_and_watches_what_is_in_flight
 def test_services_come_from_tool_harness_and_the_command_line(tmp_path: Path):
     import sys
 
-    from harness.backends.local.stack import services_from
+    from harness.backends.config import services_from
 
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text('[tool.harness]\napi_cmd = "{python} -m other.api --fast"\nqueue = "q1"\n')

@@ -28,7 +28,8 @@ from typing import Any
 
 import psutil
 
-from harness.backends.local.stack import Stack, StackConfig
+from harness.backends.config import StackConfig
+from harness.backends.local.stack import Stack
 from harness.checkers.core import percentile
 from harness.defaults import SAMPLE_ROW as ROW
 from harness.defaults import TERMINAL_STATUSES as TERMINAL
@@ -172,8 +173,9 @@ def bench_stack(*, trials: int = 10, workers: int = 2, backend: str = "local") -
     them the result says why instead of a figure.
     """
     if backend == "docker":
-        from harness.backends.docker.stack import DockerStack, preflight
-        from harness.backends.local.stack import EnvironmentMissing
+        from harness.backends.base import EnvironmentMissing
+        from harness.backends.docker.engine import preflight
+        from harness.backends.docker.stack import DockerStack
 
         try:
             preflight()

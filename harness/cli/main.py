@@ -25,7 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-from harness.backends.local.stack import EnvironmentMissing, Stack, StackConfig, find_redis_server, new_run_id
+from harness.backends.base import EnvironmentMissing
+from harness.backends.config import StackConfig, new_run_id
+from harness.backends.local.redis_server import find_redis_server
+from harness.backends.local.stack import Stack
 
 __all__ = ["main"]
 
@@ -119,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     if args.backend == "docker":  # no engine or images: exit 3 with the reason, before pytest
-        from harness.backends.docker.stack import preflight
+        from harness.backends.docker.engine import preflight
 
         preflight()
     run_id = new_run_id()

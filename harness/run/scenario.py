@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import Backend, make_stack
-from harness.backends.local.stack import Stack, StackConfig, new_run_id
+from harness.backends.config import StackConfig, new_run_id
+from harness.backends.local.stack import Stack
 from harness.checkers.core import (
     AllTerminal,
     Duplicates,
