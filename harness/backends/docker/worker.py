@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from harness.backends.base import Unsupported
+from harness.wait import eventually
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -70,14 +71,14 @@ class Box:
         return self.started and self.status() in ("running", "paused", "restarting")
 
     def wait_exit(self, timeout: float) -> int | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.state()
-            if state["status"] in ("exited", "dead", "removed"):
-                return state.get("exit_code")
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.05)
+        """The container's exit code once it has exited, or None after `timeout` s."""
+        state: dict[str, Any] = {}
+
+        def exited() -> bool:
+            state.update(self.state())
+            return state["status"] in ("exited", "dead", "removed")
+
+        return state.get("exit_code") if eventually(exited, timeout=timeout) else None
 
     def kill(self) -> dict[str, Any]:
         """`docker kill` (SIGKILL to PID 1: the kernel then kills every process of the container)."""
