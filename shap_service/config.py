@@ -6,7 +6,9 @@ service the same way; `Settings.from_env()` validates them once at start-up.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,7 +17,7 @@ from rq_recovery.config import DEFAULTS as RECOVERY_DEFAULTS
 from rq_recovery.config import Settings as RecoverySettings
 from rq_recovery.config import SettingsError, default, markdown_table, redact_url
 
-__all__ = ["DEFAULTS", "Settings", "SettingsError", "redact_url", "settings_table"]
+__all__ = ["DEFAULTS", "Settings", "SettingsError", "redact_url", "settings_for", "settings_table"]
 
 #: Name -> (default, meaning): the recovery layer's variables and the service's.
 DEFAULTS: dict[str, tuple[object, str]] = {
@@ -64,6 +66,18 @@ class Settings(RecoverySettings):
         if self.model_cache_dir:
             return Path(self.model_cache_dir)
         return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shap-service"
+
+
+def settings_for(prog: str, **overrides: Any) -> Settings | None:
+    """The settings of command `prog` (its command-line values over the environment), with logging
+    set up; None after printing which variable is wrong (the command then exits 2)."""
+    try:
+        settings = Settings.from_env(**overrides)
+    except SettingsError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return None
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return settings
 
 
 def settings_table() -> str:

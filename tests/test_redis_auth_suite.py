@@ -31,7 +31,7 @@ from redis.retry import Retry
 
 from harness.backends.config import StackConfig
 from harness.backends.local.stack import Stack
-from harness.cli import main as cli
+from harness.cli import commands as cli
 from harness.pytest_plugin.options import REDIS_AUTH_MODES, REDIS_PASSWORD_ENV, redis_auth_fields
 from harness.workload.history import NOTE, History
 

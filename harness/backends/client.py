@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Self
 
 import requests
+from redis import Redis
 
 from harness.defaults import TERMINAL_STATUSES
 from harness.wait import eventually
@@ -17,10 +18,23 @@ class ServiceClient:
 
     workers: list[Any]
     admin_token: str
+    api_port: int  # on 127.0.0.1
+    _redis: Redis | None = None
+
+    @property
+    def redis_url(self) -> str:
+        raise NotImplementedError
 
     @property
     def api_url(self) -> str:
-        raise NotImplementedError
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def redis(self) -> Redis:
+        """A client of the stack's Redis (decoded strings), made on first use."""
+        if self._redis is None:
+            self._redis = Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)
+        return self._redis
 
     @property
     def admin_headers(self) -> dict[str, str]:

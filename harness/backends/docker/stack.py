@@ -144,16 +144,6 @@ class DockerStack(ServiceClient):
         return f"redis://{auth}{REDIS_ALIAS}:{REDIS_PORT}/0"
 
     @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    @property
-    def redis(self) -> Redis:
-        if self._redis is None:
-            self._redis = Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)
-        return self._redis
-
-    @property
     def client(self) -> DockerClient:
         if self._client is None:
             import docker

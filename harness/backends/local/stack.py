@@ -75,16 +75,6 @@ class Stack(ServiceClient):
     def _tls_files(self) -> dict[str, Path]:
         return tls_files(self.log_dir / "tls")
 
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    @property
-    def redis(self) -> Redis:
-        if self._redis is None:
-            self._redis = Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)
-        return self._redis
-
     def service_env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "PYTEST_"))}
         env.update(
@@ -215,14 +205,19 @@ class Stack(ServiceClient):
             alive=handle.process.alive,
         )
 
+    @staticmethod
+    def _kill(proc: ManagedProcess | None, what: str) -> dict[str, Any]:
+        """SIGKILL one of the stack's processes and wait until it is gone."""
+        if proc is None:
+            raise Unsupported(f"the stack has no {what} process")
+        pids = proc.signal_tree(signal.SIGKILL)
+        if proc.proc is not None:
+            proc.proc.wait(timeout=5)
+        return {"pids": pids}
+
     def kill_redis(self) -> dict[str, Any]:
         """SIGKILL Redis and wait until it is gone."""
-        if self.redis_proc is None:
-            raise Unsupported("the stack has no Redis process")
-        pids = self.redis_proc.signal_tree(signal.SIGKILL)
-        if self.redis_proc.proc is not None:
-            self.redis_proc.proc.wait(timeout=5)
-        return {"pids": pids}
+        return self._kill(self.redis_proc, "Redis")
 
     def restart_redis(self, *, down_s: float = 0.0) -> None:
         """SIGKILL Redis and start it again on the same port (data survives only with AOF)."""
@@ -232,12 +227,7 @@ class Stack(ServiceClient):
 
     def kill_api(self) -> dict[str, Any]:
         """SIGKILL the API and wait until it is gone."""
-        if self.api_proc is None:
-            raise Unsupported("the stack has no API process")
-        pids = self.api_proc.signal_tree(signal.SIGKILL)
-        if self.api_proc.proc is not None:
-            self.api_proc.proc.wait(timeout=5)
-        return {"pids": pids}
+        return self._kill(self.api_proc, "API")
 
     def unsupported(self, fault: str) -> str | None:
         """Every fault makes sense locally (redis-partition asks for worker_redis_via_proxy)."""
