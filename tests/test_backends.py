@@ -9,9 +9,10 @@ import pytest
 
 from harness.backends.base import BACKENDS, Backend, WorkerControl, make_stack
 from harness.backends.local.stack import Stack, StackConfig, WorkerHandle
-from harness.nemesis.faults import OOM, OOM_DOCKER_MODE, OOM_LOCAL_MODE, OOM_TREE_LIMIT_MB, KillWorker, fault_label
+from harness.defaults import OOM_TREE_LIMIT_MB
+from harness.nemesis import OOM, OOM_DOCKER_MODE, OOM_LOCAL_MODE, KillWorker, fault_label
 from harness.run.scenario import WHEN_RUNNING, Scenario
-from harness.workload.plan import Workload
+from harness.workload import Workload
 
 
 def test_make_stack_gives_each_backend_and_rejects_others(tmp_path):
