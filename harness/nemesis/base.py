@@ -190,11 +190,13 @@ def strike(
     act: Callable[[WorkerControl], dict[str, Any]],
     *,
     release_on_error: bool = False,
+    restart: bool = False,
 ) -> dict[str, Any]:
     """Wait for a busy worker, hold it (no other fault picks it) and `act` on it.
 
     Returns what `act` did, with the target worker and its job. `release_on_error`: a failed
-    `act` left the worker as it was, so other faults may pick it again."""
+    `act` left the worker as it was, so other faults may pick it again. `restart`: a fresh
+    worker takes the place of the one `act` ended (its name under "restarted")."""
     target = ctx.wait_target(kinds)
     handle = ctx.stack.worker(target.worker)
     ctx.hold(target.worker)
@@ -204,7 +206,10 @@ def strike(
         if release_on_error:
             ctx.release(target.worker)
         raise
-    return {"target": target.worker, "job_id": target.job_id, **data}
+    out = {"target": target.worker, "job_id": target.job_id, **data}
+    if restart:
+        out["restarted"] = ctx.restart_worker()
+    return out
 
 
 @dataclass

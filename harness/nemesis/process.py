@@ -27,10 +27,7 @@ class KillWorker:
     name: ClassVar[str] = "kill-worker"
 
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
-        data = strike(ctx, self.kinds, lambda handle: handle.kill())
-        if self.restart:
-            data["restarted"] = ctx.restart_worker()
-        return data
+        return strike(ctx, self.kinds, lambda handle: handle.kill(), restart=self.restart)
 
     def heal(self, ctx: FaultContext) -> None:
         """Nothing to undo: a killed worker stays dead (restart=True already replaced it)."""
@@ -94,10 +91,7 @@ class TermWorker:
 
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
         # The worker is held: it is leaving, no other fault should pick it.
-        data = strike(ctx, self.kinds, lambda handle: handle.terminate(self.grace_s))
-        if self.restart:
-            data["restarted"] = ctx.restart_worker()
-        return data
+        return strike(ctx, self.kinds, lambda handle: handle.terminate(self.grace_s), restart=self.restart)
 
     def heal(self, ctx: FaultContext) -> None:
         """Nothing to undo: the worker shuts down on its own terms."""
