@@ -8,7 +8,7 @@ seconds the whole time (harness.run.scenario.Soak; HARNESS_SOAK_JOBS / HARNESS_S
 
 import pytest
 
-from harness.nemesis.faults import (
+from harness.nemesis import (
     ApiCrash,
     KillHorse,
     KillWorker,
@@ -18,7 +18,7 @@ from harness.nemesis.faults import (
     TermWorker,
 )
 from harness.run.scenario import Scenario, nemesis
-from harness.workload.plan import Workload
+from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos
 

@@ -1,4 +1,4 @@
-"""The backend interface (harness/backends.py): no engine, no processes needed."""
+"""The backend interface (harness/backends/base.py): no engine, no processes needed."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from harness.backends.base import BACKENDS, Backend, WorkerControl, make_stack
 from harness.backends.config import StackConfig
 from harness.backends.local.stack import Stack
 from harness.backends.local.worker import WorkerHandle
-from harness.nemesis.faults import OOM, OOM_DOCKER_MODE, OOM_LOCAL_MODE, OOM_TREE_LIMIT_MB, KillWorker, fault_label
+from harness.defaults import OOM_TREE_LIMIT_MB
+from harness.nemesis import OOM, OOM_DOCKER_MODE, OOM_LOCAL_MODE, KillWorker, fault_label
 from harness.run.scenario import WHEN_RUNNING, Scenario
-from harness.workload.plan import Workload
+from harness.workload import Workload
 
 
 def test_make_stack_gives_each_backend_and_rejects_others(tmp_path):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.checkers.core import Verdict
-from harness.nemesis.faults import (
+from harness.nemesis import (
     OOM,
     OOM_LOCAL_MODE,
     ApiCrash,
@@ -52,8 +52,8 @@ from harness.run.scenario import (
     nemesis,
     recovery_bound_s,
 )
+from harness.workload import Workload, WorkloadRun
 from harness.workload.history import FAULT_HEALED, FAULT_INJECTED, NOTE, History
-from harness.workload.plan import Workload, WorkloadRun
 
 POOL = [KillWorker(restart=True), KillHorse(), PauseWorker(for_s=4), TermWorker(), ApiCrash(for_s=1)]
 

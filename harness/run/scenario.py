@@ -58,9 +58,9 @@ from harness.defaults import (
     SOAK_JOBS_ENV,
     SOAK_MINUTES_ENV,
 )
-from harness.nemesis.faults import Fault, FaultContext, NoTarget, fault_label
+from harness.nemesis import Fault, FaultContext, NoTarget, fault_label
+from harness.workload import Workload, WorkloadRun
 from harness.workload.history import FAULT_HEALED, FAULT_INJECTED, NOTE, History
-from harness.workload.plan import Workload, WorkloadRun
 
 __all__ = [
     "CI_ENV",

@@ -162,7 +162,7 @@ class DockerStack(ServiceClient):
         )
 
     def unsupported(self, fault: str) -> str | None:
-        """Every fault has a container form (see harness.nemesis.faults)."""
+        """Every fault has a container form (see harness.nemesis)."""
         return None
 
     # -- lifecycle ---------------------------------------------------------------------------
