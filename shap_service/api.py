@@ -41,7 +41,7 @@ from .config import Settings, settings_for
 from .jobs import JOB_FUNC
 from .model import MODELS
 
-__all__ = ["create_app", "main", "AnalyzeRequest", "MAX_BODY_BYTES", "MAX_ROWS"]
+__all__ = ["MAX_BODY_BYTES", "MAX_ROWS", "AnalyzeRequest", "ChaosHooks", "create_app", "main"]
 
 log = logging.getLogger("shap_service.api")
 

@@ -26,7 +26,7 @@ from rq_recovery.worker_process_fix import RecoveringWorker
 from . import __version__, model
 from .config import Settings, settings_for
 
-__all__ = ["main", "build_worker", "FIX_CHOICES"]
+__all__ = ["FIX_CHOICES", "ShapWorker", "build_worker", "main"]
 
 #: the recovery layer, or stock RQ with the same job code.
 FIX_CHOICES = ["bundled", "none"]

@@ -24,11 +24,12 @@ from harness.backends.docker.reaper import (
     LABEL_MANAGED,
     LABEL_OWNER,
     LABEL_RUN,
+    owner_label,
     reap_leftovers,
     remove_run,
     run_objects,
 )
-from harness.backends.docker.stack import DockerStack, _owner
+from harness.backends.docker.stack import DockerStack
 from harness.checkers.core import _additivity_errors
 from harness.run.scenario import CI_ENV
 
@@ -124,7 +125,7 @@ def test_leftovers_of_a_dead_owner_are_reaped_and_live_ones_kept(docker_images):
     client = docker.from_env()
     dead_run, live_run = f"leftover-{new_run_id()}", f"live-{new_run_id()}"
     dead = {LABEL_RUN: dead_run, LABEL_MANAGED: "true", LABEL_OWNER: f"{socket.gethostname()}:999999999:1"}
-    live = {LABEL_RUN: live_run, LABEL_MANAGED: "true", LABEL_OWNER: _owner()}  # this test process
+    live = {LABEL_RUN: live_run, LABEL_MANAGED: "true", LABEL_OWNER: owner_label()}  # this test process
     try:
         for labels in (dead, live):
             name = f"harness-{labels[LABEL_RUN]}"

@@ -41,7 +41,7 @@ def _scenarios_dir() -> Path:
     return here if here.is_dir() else REPO / "scenarios"
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def _cmd_demo(args: argparse.Namespace) -> int:
     from sklearn.datasets import load_diabetes
 
     rows = load_diabetes().data[:5].tolist()
@@ -66,13 +66,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
+def _cmd_reproduce(args: argparse.Namespace) -> int:
     from harness.cli.reproduce import reproduce_stuck_job
 
     return reproduce_stuck_job(wait_s=args.wait)
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def _cmd_up(args: argparse.Namespace) -> int:
     import signal as _signal
 
     config = StackConfig(workers=args.workers, fix=args.fix, chaos_hooks=args.chaos_hooks)
@@ -113,7 +113,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _cmd_run(args: argparse.Namespace) -> int:
     if args.redis_auth == "tls" and args.backend != "local":
         print(
             f"harness: --redis-auth tls is local-only for now (the {args.backend} backend's Redis has no TLS);"
@@ -184,7 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if rc == 0 else EXIT_FAILED
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def _cmd_report(args: argparse.Namespace) -> int:
     from harness.report.html import ReportError, render
 
     try:
@@ -240,21 +240,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--seed", type=int, help="chaos seed (default: random, printed)")
     run.add_argument("--report-dir", help="where to write the report (default reports/out/<run-id>)")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=_cmd_run)
     report = sub.add_parser("report", help="re-render index.html from a saved run (a run's report directory)")
     report.add_argument("dir", help="a run's report directory (holds summary.json)")
-    report.set_defaults(func=cmd_report)
+    report.set_defaults(func=_cmd_report)
     demo = sub.add_parser("demo", help="start a local stack and explain 5 rows")
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=_cmd_demo)
     up = sub.add_parser("up", help="start a local stack and keep it up until Ctrl-C")
     up.add_argument("--workers", type=int, default=2)
     up.add_argument("--fix", default="bundled", choices=["bundled", "none"])
     up.add_argument("--chaos-hooks", action="store_true", help="enable the test-only job hooks")
-    up.set_defaults(func=cmd_up)
+    up.set_defaults(func=_cmd_up)
     rep = sub.add_parser("reproduce", help="replay the original incident (stuck-job) step by step")
     rep.add_argument("story", choices=["stuck-job"])
     rep.add_argument("--wait", type=float, default=10.0, help="seconds to show the job stuck (default 10)")
-    rep.set_defaults(func=cmd_reproduce)
+    rep.set_defaults(func=_cmd_reproduce)
     sub.add_parser("bench", help="benchmarks (see: harness bench --help)", add_help=False)
     sub.add_parser("verify", help="check a running deployment (see: harness verify --help)", add_help=False)
     sub.add_parser("images", help="offline Docker images (see: harness images --help)", add_help=False)
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_OK
     try:
-        if args.func is not cmd_report:  # re-rendering a saved run needs no Redis
+        if args.func is not _cmd_report:  # re-rendering a saved run needs no Redis
             find_redis_server()
         return int(args.func(args))
     except EnvironmentMissing as exc:

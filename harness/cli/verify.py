@@ -28,8 +28,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from harness.defaults import SAMPLE_ROW as ROW
+from harness.text import text
 
-__all__ = ["Check", "verify", "main"]
+__all__ = ["Check", "main", "verify"]
 
 
 @dataclass
@@ -100,13 +101,9 @@ def _round_trip(api: str, *, timeout: float, api_key: str | None) -> Check:
     )
 
 
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 def _workers(r: Redis, queue: str, bound: float) -> Check:
     now = time.time()
-    names = sorted(_s(k).removeprefix("rq:worker:") for k in r.smembers(f"rq:workers:{queue}"))
+    names = sorted(str(text(k)).removeprefix("rq:worker:") for k in r.smembers(f"rq:workers:{queue}"))
     rows, silent = [], []
     for name in names:
         if not r.exists(f"rq:worker:{name}"):
@@ -134,12 +131,12 @@ def _no_stuck(r: Redis, queue: str, bound: float) -> Check:
     stuck: list[dict[str, Any]] = []
     wip = cast(list[tuple[bytes, float]], r.zrange(f"rq:wip:{queue}", 0, -1, withscores=True))
     for member, deadline in wip:
-        job_id = _s(member).split(":")[0]
+        job_id = str(text(member)).split(":")[0]
         if r.exists(f"shap:live:{job_id}"):
             continue  # the recovery layer's lease says its worker is alive
         beat = r.hget(f"shap:track:{job_id}", "heartbeat_at")
         silent = now - float(beat) if beat else None  # None: not run by the recovery layer
-        worker = _s(r.hget(f"rq:job:{job_id}", "worker_name") or "")
+        worker = text(r.hget(f"rq:job:{job_id}", "worker_name")) or ""
         dead = bool(worker) and worker not in clients and f"shapfix:{worker}" not in clients
         if deadline < now or (silent is not None and silent > bound) or (silent is None and dead):
             stuck.append({"job_id": job_id, "worker": worker, "worker_connected": not dead})

@@ -27,6 +27,9 @@ from harness.nemesis.proxy import ProxyStats, TcpProxy
 from harness.nemesis.redis import RedisRestart
 
 __all__ = [
+    "OOM",
+    "OOM_DOCKER_MODE",
+    "OOM_LOCAL_MODE",
     "ApiCrash",
     "Fault",
     "FaultContext",
@@ -35,9 +38,6 @@ __all__ = [
     "KillHorse",
     "KillWorker",
     "NoTarget",
-    "OOM",
-    "OOM_DOCKER_MODE",
-    "OOM_LOCAL_MODE",
     "PauseWorker",
     "ProxyStats",
     "RedisPartition",

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SUMMARY_FILE", "RunSummary", "validate_summary", "VERDICTS"]
+__all__ = ["SUMMARY_FILE", "VERDICTS", "RunSummary", "validate_summary"]
 
 SUMMARY_FILE = "summary.json"
 VERDICTS = ("pass", "fail", "unknown")

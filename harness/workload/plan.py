@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.defaults import JOB_KINDS, SERVICE_HARD_KILL_GRACE_S, SERVICE_JOB_TIMEOUT_S, SERVICE_MAX_ATTEMPTS
 
-__all__ = ["JobSpec", "KINDS", "Workload", "diabetes_rows"]
+__all__ = ["KINDS", "JobSpec", "Workload", "diabetes_rows"]
 
 #: What a job can be asked to do. light: TreeExplainer on 5 rows (milliseconds); heavy:
 #: KernelExplainer on 3 rows (nsamples 200); slow: sleeps `slow_s` first (a long job to break

@@ -19,14 +19,15 @@ import psutil
 from harness.wait import eventually
 
 __all__ = [
+    "OWNER_ENV",
+    "RUN_ID_ENV",
     "ManagedProcess",
     "kill_tree",
+    "labels_of",
     "leftovers",
     "reap_leftovers",
     "title_label",
-    "labels_of",
-    "RUN_ID_ENV",
-    "OWNER_ENV",
+    "wait_gone",
 ]
 
 RUN_ID_ENV = "HARNESS_RUN_ID"
