@@ -32,6 +32,7 @@ from harness.backends.docker.reaper import (
 from harness.backends.docker.stack import DockerStack
 from harness.checkers.core import _additivity_errors
 from harness.run.scenario import CI_ENV
+from harness.wait import eventually
 
 pytestmark = pytest.mark.docker
 
@@ -174,9 +175,7 @@ def test_worker_container_faults(docker_images, tmp_path):
         worker = stack.workers[0]
         job = stack.submit(chaos={"sleep_s": 30})["job_id"]
         stack.wait_status(job, ("started",), timeout=20)
-        deadline = time.monotonic() + 10
-        while not worker.horse_pids() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        eventually(worker.horse_pids, timeout=10, interval=0.1)
         horses = worker.horse_pids()
         assert horses and 1 not in horses  # PID 1 is the worker parent
         assert worker.kill_horse() == horses
