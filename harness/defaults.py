@@ -63,3 +63,12 @@ PROGRESS_PLAIN_EVERY_S = 30.0
 #: Jobs whose event trail the report shows in full, and events per trail.
 MAX_TRAILS = 40
 MAX_TRAIL_EVENTS = 120
+
+# --- checkers ----------------------------------------------------------------------------------
+#: SHAP additivity tolerance: |base + sum(shap) - prediction| <= rtol * max(1, |prediction|).
+ADDITIVITY_RTOL = 1e-6
+#: How each job kind must end; a kind left out is not judged (a memory-hungry job may go either way).
+EXPECTED_ENDING = {"light": "finished", "heavy": "finished", "slow": "finished", "hang": "failed"}
+#: Kinds whose own code is the fault (they hang, or eat memory): retried by design, so their
+#: re-executions are not judged.
+SELF_FAULTING_KINDS = ("hang", "hungry")

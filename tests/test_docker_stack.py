@@ -30,7 +30,7 @@ from harness.backends.docker.stack import (
     run_objects,
 )
 from harness.backends.local.stack import StackConfig, new_run_id
-from harness.checkers.core import _additivity_errors
+from harness.checkers import additivity_errors as _additivity_errors
 from harness.run.scenario import CI_ENV
 
 pytestmark = pytest.mark.docker

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.checkers.core import Verdict
+from harness.checkers import Verdict
 from harness.nemesis.faults import (
     OOM,
     OOM_LOCAL_MODE,

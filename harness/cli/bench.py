@@ -29,7 +29,7 @@ from typing import Any
 import psutil
 
 from harness.backends.local.stack import Stack, StackConfig
-from harness.checkers.core import percentile
+from harness.checkers import percentile
 from harness.defaults import SAMPLE_ROW as ROW
 from harness.defaults import TERMINAL_STATUSES as TERMINAL
 

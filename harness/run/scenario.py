@@ -38,12 +38,14 @@ from typing import Any
 
 from harness.backends.base import Backend, make_stack
 from harness.backends.local.stack import Stack, StackConfig, new_run_id
-from harness.checkers.core import (
+from harness.checkers import (
     AllTerminal,
     Duplicates,
+    FaultsInjected,
     NoLost,
     RecoveryTime,
     Verdict,
+    WorkloadRan,
     compose,
     default_checkers,
     run_checker,
@@ -376,49 +378,6 @@ class Scenario:
             log_dir=log_dir,
             **self.stack_options(),
         )
-
-
-class FaultsInjected:
-    """Every scheduled fault really happened and was healed; a run whose nemesis missed is not
-    a pass (unknown), nor one whose final phase could not heal (the checks would judge a
-    broken stack)."""
-
-    name = "faults_injected"
-
-    def __init__(self, expected: Sequence[str]) -> None:
-        self.expected = list(expected)
-
-    def check(self, history: History) -> Verdict:
-        seen: dict[str, int] = {}
-        for e in history.events:
-            if e.kind == FAULT_INJECTED:
-                seen[str(e.data.get("fault"))] = seen.get(str(e.data.get("fault")), 0) + 1
-        want: dict[str, int] = {}
-        for name in self.expected:
-            want[name] = want.get(name, 0) + 1
-        healed: dict[str, int] = {}
-        for e in history.events:
-            if e.kind == FAULT_HEALED:
-                healed[str(e.data.get("fault"))] = healed.get(str(e.data.get("fault")), 0) + 1
-        missing = {n: c - seen.get(n, 0) for n, c in want.items() if seen.get(n, 0) < c}
-        unhealed = {n: c - healed.get(n, 0) for n, c in want.items() if healed.get(n, 0) < c}
-        notes = [e.data.get("text") for e in history.events if e.kind == NOTE and "fault" in e.data]
-        details = {"expected": want, "injected": seen, "missing": missing, "unhealed": unhealed, "notes": notes}
-        return Verdict(self.name, None if missing or unhealed else True, details)
-
-
-class WorkloadRan:
-    """The clients did their part: jobs were accepted and no client crashed."""
-
-    name = "workload_ran"
-
-    def check(self, history: History) -> Verdict:
-        accepted = len(history.jobs())
-        crashes = [
-            e.data.get("text") for e in history.events if e.kind == NOTE and "crashed" in str(e.data.get("text"))
-        ]
-        ok = accepted > 0 and not crashes
-        return Verdict(self.name, True if ok else None, {"accepted": accepted, "client_crashes": crashes})
 
 
 class _Nemesis:
