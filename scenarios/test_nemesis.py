@@ -17,7 +17,7 @@ from harness.nemesis.faults import (
     RedisRestart,
     TermWorker,
 )
-from harness.run.scenario import Scenario, nemesis
+from harness.run import Scenario, nemesis
 from harness.workload.plan import Workload
 
 pytestmark = pytest.mark.chaos

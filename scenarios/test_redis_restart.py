@@ -3,7 +3,7 @@
 import pytest
 
 from harness.nemesis.faults import RedisRestart
-from harness.run.scenario import WHEN_RUNNING, Scenario
+from harness.run import WHEN_RUNNING, Scenario
 from harness.workload.plan import Workload
 
 pytestmark = pytest.mark.chaos

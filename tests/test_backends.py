@@ -10,7 +10,7 @@ import pytest
 from harness.backends.base import BACKENDS, Backend, WorkerControl, make_stack
 from harness.backends.local.stack import Stack, StackConfig, WorkerHandle
 from harness.nemesis.faults import OOM, OOM_DOCKER_MODE, OOM_LOCAL_MODE, OOM_TREE_LIMIT_MB, KillWorker, fault_label
-from harness.run.scenario import WHEN_RUNNING, Scenario
+from harness.run import WHEN_RUNNING, Scenario
 from harness.workload.plan import Workload
 
 
@@ -71,6 +71,6 @@ def test_oom_limits_and_labels_per_backend():
 
 
 def _ci():
-    from harness.run.scenario import PROFILES
+    from harness.run import PROFILES
 
     return PROFILES["ci"]

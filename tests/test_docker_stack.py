@@ -31,7 +31,7 @@ from harness.backends.docker.stack import (
 )
 from harness.backends.local.stack import StackConfig, new_run_id
 from harness.checkers import additivity_errors as _additivity_errors
-from harness.run.scenario import CI_ENV
+from harness.defaults import FAST_LEASES as CI_ENV
 
 pytestmark = pytest.mark.docker
 

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.checkers import Verdict
+from harness.checkers import FaultsInjected, Verdict
+from harness.defaults import DEFAULT_SLACK_S, MAX_SOAK_MINUTES, SOAK_JOBS_ENV, SOAK_MINUTES_ENV
+from harness.defaults import FAST_LEASES as CI_ENV
 from harness.nemesis.faults import (
     OOM,
     OOM_LOCAL_MODE,
@@ -35,23 +37,17 @@ from harness.nemesis.faults import (
 )
 from harness.nemesis.proxy import TcpProxy
 from harness.report.summary import RunSummary, validate_summary
-from harness.run.scenario import (
-    CI_ENV,
-    DEFAULT_SLACK_S,
-    MAX_SOAK_MINUTES,
+from harness.run import (
     PROFILES,
-    SOAK_JOBS_ENV,
-    SOAK_MINUTES_ENV,
     WHEN_RUNNING,
-    FaultsInjected,
     Profile,
     Scenario,
     ScenarioResult,
     Soak,
-    _Nemesis,
     nemesis,
     recovery_bound_s,
 )
+from harness.run import NemesisThread as _Nemesis
 from harness.workload.history import FAULT_HEALED, FAULT_INJECTED, NOTE, History
 from harness.workload.plan import Workload, WorkloadRun
 

@@ -284,7 +284,7 @@ def _write_report(config: pytest.Config) -> Path | None:
     s = _settings(config)
     try:
         from harness.report.html import collect_environment, render, write_environment
-        from harness.run.scenario import PROFILES
+        from harness.run import PROFILES
 
         selected = bool(config.getoption("keyword", "") or config.getoption("markexpr", ""))
         env = collect_environment(
@@ -382,7 +382,7 @@ def run_scenario(pytestconfig: pytest.Config, request: pytest.FixtureRequest) ->
     The result goes into summary.json; the test asserts on `result.passed`. A scenario that makes
     no sense on the session's backend is skipped with the reason.
     """
-    from harness.run.scenario import run_scenario as run
+    from harness.run import run_scenario as run
 
     s = _settings(pytestconfig)
     request.getfixturevalue("docker_engine" if s["backend"] == "docker" else "redis_server_binary")
