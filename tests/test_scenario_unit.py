@@ -48,6 +48,7 @@ from harness.run import (
     recovery_bound_s,
 )
 from harness.run import NemesisThread as _Nemesis
+from harness.wait import eventually
 from harness.workload.history import FAULT_HEALED, FAULT_INJECTED, NOTE, History
 from harness.workload.plan import Workload, WorkloadRun
 
@@ -474,9 +475,7 @@ def test_proxy_forwards_cuts_and_restores(echo_server):
         live = socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
         live.sendall(b"a")
         assert live.recv(10) == b"a"
-        deadline = time.monotonic() + 2
-        while proxy.open_connections() < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        eventually(lambda: proxy.open_connections() >= 1, timeout=2, interval=0.01)
         assert proxy.cut() >= 1 and proxy.is_cut
         # the open connection is torn down ...
         with pytest.raises(OSError):
@@ -539,26 +538,24 @@ class _FakeApi(BaseHTTPRequestHandler):
         self._send(200, view)
 
 
-def test_workload_client_records_the_documented_events():
+@pytest.fixture
+def fake_api():
+    """A `_FakeApi` with fresh state on a free port; yields its URL."""
     _FakeApi.state = {"lock": threading.Lock(), "posts": 0, "polls": {}}
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        history = History()
-        w = Workload(jobs=2, concurrency=1, poll_interval=0.01)
-        run = WorkloadRun(
-            w,
-            api_url=f"http://127.0.0.1:{server.server_address[1]}",
-            history=history,
-            seed=1,
-            deadline=time.monotonic() + 20,
-        )
-        run.start()
-        assert run.join(timeout=20)
-        run.final_pass()
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_workload_client_records_the_documented_events(fake_api):
+    history = History()
+    w = Workload(jobs=2, concurrency=1, poll_interval=0.01)
+    run = WorkloadRun(w, api_url=fake_api, history=history, seed=1, deadline=time.monotonic() + 20)
+    run.start()
+    assert run.join(timeout=20)
+    run.final_pass()
     kinds = [e.kind for e in history.events]
     assert kinds.count("submitted") == 3  # the 503 was retried
     assert kinds.count("accepted") == 2 and kinds.count("terminal") == 2
@@ -572,28 +569,14 @@ def test_workload_client_records_the_documented_events():
     assert run.submissions_over.is_set()
 
 
-def test_workload_stops_submitting_at_the_time_cap_and_watches_what_is_in_flight():
-    _FakeApi.state = {"lock": threading.Lock(), "posts": 0, "polls": {}}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        history = History()
-        w = Workload(jobs=1000, concurrency=2, rate=20, poll_interval=0.01)
-        now = time.monotonic()
-        run = WorkloadRun(
-            w,
-            api_url=f"http://127.0.0.1:{server.server_address[1]}",
-            history=history,
-            seed=1,
-            deadline=now + 20,
-            submit_until=now + 0.5,
-        )
-        run.start()
-        assert run.submissions_over.wait(5)
-        assert run.join(timeout=10)
-    finally:
-        server.shutdown()
-        server.server_close()
+def test_workload_stops_submitting_at_the_time_cap_and_watches_what_is_in_flight(fake_api):
+    history = History()
+    w = Workload(jobs=1000, concurrency=2, rate=20, poll_interval=0.01)
+    now = time.monotonic()
+    run = WorkloadRun(w, api_url=fake_api, history=history, seed=1, deadline=now + 20, submit_until=now + 0.5)
+    run.start()
+    assert run.submissions_over.wait(5)
+    assert run.join(timeout=10)
     accepted = len(history.jobs())
     assert 3 <= accepted <= 12  # ~0.5 s at 20 a second, not 1000
     assert len({e.job_id for e in history.events if e.kind == "terminal"}) == accepted  # all watched to the end
