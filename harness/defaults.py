@@ -109,3 +109,38 @@ FINAL_PASS_RETRY_S = 0.2
 SERVICE_JOB_TIMEOUT_S = 180.0
 SERVICE_HARD_KILL_GRACE_S = 10.0
 SERVICE_MAX_ATTEMPTS = 3
+
+# --- checkers ----------------------------------------------------------------------------------
+#: SHAP additivity tolerance: |base + sum(shap) - prediction| <= rtol * max(1, |prediction|).
+ADDITIVITY_RTOL = 1e-6
+#: How each job kind must end; a kind left out is not judged (a memory-hungry job may go either way).
+EXPECTED_ENDING = {"light": "finished", "heavy": "finished", "slow": "finished", "hang": "failed"}
+#: Kinds whose own code is the fault (they hang, or eat memory): retried by design, so their
+#: re-executions are not judged.
+SELF_FAULTING_KINDS = ("hang", "hungry")
+
+# --- scenarios and runs ------------------------------------------------------------------------
+#: A scenario's defaults: workers, when the workload stops, the pause between heal and final read.
+SCENARIO_WORKERS = 2
+SCENARIO_DEADLINE_S = 25.0
+SCENARIO_SETTLE_S = 2.0
+#: A random schedule (nemesis): first fault at START_S, then one every EVERY_S (uniform).
+NEMESIS_START_S = 2.0
+NEMESIS_EVERY_S = (3.0, 5.0)
+#: The default soak's size: jobs, minutes of submitting, then seconds for what is in flight.
+SOAK_JOBS = 5000
+SOAK_MINUTES = 30.0
+SOAK_DRAIN_S = 120.0
+#: How the soak profile scales a scenario that has no soak workload.
+SOAK_JOB_SCALE = 10.0
+SOAK_DEADLINE_SCALE = 8.0
+#: The external repair command (a cron job beside stock RQ): how often it runs, how long it may take.
+REPAIR_EVERY_S = 2.0
+REPAIR_TIMEOUT_S = 30.0
+#: How long `diagnose-worker --json` may take at the deadline.
+DIAGNOSE_TIMEOUT_S = 30.0
+#: The file it is captured in, in <report-dir>/<scenario>/ (the report reads it from there).
+DIAGNOSE_FILE = "diagnose.json"
+#: Beyond the deadline: how long the clients get to wind down, the nemesis thread to end.
+CLIENT_GRACE_S = 15.0
+NEMESIS_JOIN_S = 30.0

@@ -6,7 +6,7 @@ The worker parent survives and sees the horse die; the job is retried, or failed
 import pytest
 
 from harness.nemesis import KillHorse
-from harness.run.scenario import WHEN_RUNNING, Scenario
+from harness.run import WHEN_RUNNING, Scenario
 from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos

@@ -12,7 +12,7 @@ the container survives and RQ's parent sees the horse die. Locally that is kill-
 import pytest
 
 from harness.nemesis import OOM
-from harness.run.scenario import WHEN_RUNNING, Scenario
+from harness.run import WHEN_RUNNING, Scenario
 from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos

@@ -7,7 +7,7 @@ refused, not overwrite the newer attempt. Stock RQ leaves the job `started` (fai
 import pytest
 
 from harness.nemesis import PauseWorker
-from harness.run.scenario import WHEN_RUNNING, Scenario
+from harness.run import WHEN_RUNNING, Scenario
 from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos

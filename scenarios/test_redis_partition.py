@@ -7,7 +7,7 @@ outcome must not overwrite the newer attempt.
 import pytest
 
 from harness.nemesis import RedisPartition
-from harness.run.scenario import WHEN_RUNNING, Scenario
+from harness.run import WHEN_RUNNING, Scenario
 from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos

@@ -3,7 +3,7 @@
 import pytest
 
 from harness.nemesis import RedisRestart
-from harness.run.scenario import WHEN_RUNNING, Scenario
+from harness.run import WHEN_RUNNING, Scenario
 from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos

@@ -6,7 +6,7 @@ Warm shutdown hands the job back; another worker finishes it. A fresh worker rep
 import pytest
 
 from harness.nemesis import TermWorker
-from harness.run.scenario import WHEN_RUNNING, Scenario
+from harness.run import WHEN_RUNNING, Scenario
 from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos

@@ -1,4 +1,4 @@
-"""The backend interface (harness/backends/base.py): no engine, no processes needed."""
+"""The backend interface (harness/backends.py): no engine, no processes needed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from harness.backends.local.stack import Stack
 from harness.backends.local.worker import WorkerHandle
 from harness.defaults import OOM_TREE_LIMIT_MB
 from harness.nemesis import OOM, OOM_DOCKER_MODE, OOM_LOCAL_MODE, KillWorker, fault_label
-from harness.run.scenario import WHEN_RUNNING, Scenario
+from harness.run import WHEN_RUNNING, Scenario
 from harness.workload import Workload
 
 
@@ -74,6 +74,6 @@ def test_oom_limits_and_labels_per_backend():
 
 
 def _ci():
-    from harness.run.scenario import PROFILES
+    from harness.run import PROFILES
 
     return PROFILES["ci"]

@@ -30,8 +30,8 @@ from harness.backends.docker.reaper import (
     run_objects,
 )
 from harness.backends.docker.stack import DockerStack
-from harness.checkers.core import _additivity_errors
-from harness.run.scenario import CI_ENV
+from harness.checkers import additivity_errors
+from harness.defaults import FAST_LEASES as CI_ENV
 from harness.wait import eventually
 
 pytestmark = pytest.mark.docker
@@ -67,7 +67,7 @@ def test_stack_comes_up_and_a_job_finishes_additive(docker_images, tmp_path):
         assert view["status"] == "finished", view
         worker = stack.workers[0].name
         assert view["worker"] == worker
-        for err, pred in _additivity_errors(view["result"]):
+        for err, pred in additivity_errors(view["result"]):
             assert err <= 1e-6 * max(1.0, abs(pred))
     assert run_objects(run_id, client) == []
     # the containers' logs and docker events are kept in log_dir

@@ -357,7 +357,7 @@ def test_report_rerenders_and_cli(runs: dict[str, Path], tmp_path: Path) -> None
 def test_red_report_in_chromium(runs: dict[str, Path], tmp_path: Path) -> None:
     binary = _need_chromium()
     summary = json.loads((runs["red"] / "summary.json").read_text())
-    from harness.checkers.core import AllTerminal
+    from harness.checkers import AllTerminal
     from harness.workload.history import History
 
     history = History.load(runs["red"] / "kill-worker" / "history.jsonl")

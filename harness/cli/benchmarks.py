@@ -19,7 +19,7 @@ import psutil
 
 from harness.backends.config import StackConfig
 from harness.backends.local.stack import Stack
-from harness.checkers.core import percentile
+from harness.checkers import percentile
 from harness.defaults import SAMPLE_ROW as ROW
 from harness.defaults import TERMINAL_STATUSES as TERMINAL
 from harness.wait import eventually

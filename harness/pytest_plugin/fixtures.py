@@ -86,7 +86,7 @@ def run_scenario(pytestconfig: pytest.Config, request: pytest.FixtureRequest) ->
     The result goes into summary.json; the test asserts on `result.passed`. A scenario that makes
     no sense on the session's backend is skipped with the reason.
     """
-    from harness.run.scenario import run_scenario as run
+    from harness.run import run_scenario as run
 
     s = settings(pytestconfig)
     request.getfixturevalue("docker_engine" if s["backend"] == "docker" else "redis_server_binary")

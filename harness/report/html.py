@@ -34,8 +34,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.checkers.core import TERMINAL_STATUSES, AllTerminal, NoLost, RecoveryTime
-from harness.defaults import MAX_TRAIL_EVENTS, MAX_TRAILS
+from harness.checkers import AllTerminal, NoLost, RecoveryTime
+from harness.defaults import MAX_TRAIL_EVENTS, MAX_TRAILS, TERMINAL_STATUSES
 from harness.report.summary import SUMMARY_FILE
 from harness.workload.history import (
     ACCEPTED,
