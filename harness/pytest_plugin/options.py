@@ -39,7 +39,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--fix",
         default="bundled",
         help="recovery layer under test, passed to the worker command as --fix: bundled (default), none (stock RQ),"
-        " or a deliberately broken one (shap-worker --help lists them)",
+        " or a deliberately broken one (python -m harness.testing.worker --help lists them)",
     )
     group.addoption(
         "--profile",
