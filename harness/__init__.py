@@ -12,13 +12,21 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = ["EnvironmentMissing", "Stack", "StackConfig"]
 
+_WHERE = {
+    "EnvironmentMissing": "harness.backends.base",
+    "Stack": "harness.backends.local.stack",
+    "StackConfig": "harness.backends.config",
+}
+
 if TYPE_CHECKING:
-    from harness.backends.local.stack import EnvironmentMissing, Stack, StackConfig
+    from harness.backends.base import EnvironmentMissing
+    from harness.backends.config import StackConfig
+    from harness.backends.local.stack import Stack
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from harness.backends.local import stack
+    if name in _WHERE:
+        import importlib
 
-        return getattr(stack, name)
+        return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'harness' has no attribute {name!r}")

@@ -71,3 +71,91 @@ MAX_EVENT_DATA_CHARS = 600
 MAX_DIAGNOSE_CHARS = 60_000
 #: Python distributions whose versions the report's environment lists.
 REPORT_PACKAGES = ("shap-chaos", "rq", "redis", "shap", "scikit-learn", "numpy", "fastapi", "uvicorn", "pytest")
+
+# --- the nemesis -------------------------------------------------------------------------------
+#: Seconds between looks for a worker running a suitable job (a fault waiting for its target).
+TARGET_POLL_S = 0.05
+#: kill-horse: a horse can finish its job between being seen and being killed; picks in a row.
+KILL_HORSE_TRIES = 5
+#: term-worker: seconds of warm shutdown before SIGKILL (`docker stop -t`).
+TERM_GRACE_S = 30.0
+#: oom, local: a worker tree past this many MB (PSS-summed) is killed by the RSS watchdog; on
+#: docker, kill="horse": the worker containers' mem_limit.
+OOM_LIMIT_MB = 380
+#: oom, docker, kill="tree": a worker container limit this tight makes the worker parent the
+#: kernel's victim. Measured here: an idle worker container charges ~150 MB (peak ~180 MB while it
+#: trains its models at start); its parent maps ~95 MB of shared libraries (RssFile) that a freshly
+#: forked horse does not map. The OOM killer picks the largest RSS: with less headroom than those
+#: ~95 MB the horse is still smaller than its parent when the cgroup runs out, so the parent (the
+#: container's PID 1) dies and the container with it. 200-220 MB: parent every time; 240 MB:
+#: either; 260 MB and up: the horse.
+OOM_TREE_LIMIT_MB = 210
+#: oom: seconds between the watchdog's looks (local: tree memory; docker: container events).
+OOM_WATCH_INTERVAL_S = 0.1
+#: oom, docker: after a container's last `oom` event, how long to wait for its `die` event before
+#: deciding that only the horse died. Measured here: `die` follows the last `oom` within 20-60 ms.
+OOM_DIE_WAIT_S = 0.3
+#: oom, docker: the most seconds after the first `oom` event that a kill may take to settle.
+OOM_SETTLE_S = 2.0
+#: oom: at the end of a run, how long to wait for a kill already seen to be recorded.
+OOM_LATE_KILL_S = 3.0
+#: TcpProxy (redis-partition, local): bytes per forwarded read, and seconds to reach Redis.
+PROXY_BUFSIZE = 64 * 1024
+PROXY_CONNECT_TIMEOUT_S = 2.0
+
+# --- the workload's clients --------------------------------------------------------------------
+#: Seconds an HTTP request of a client may take.
+CLIENT_REQUEST_TIMEOUT_S = 10.0
+#: A submission the API cannot take now (down, 5xx) is retried after this backoff, doubling up to the cap.
+CLIENT_BACKOFF_S = 0.1
+CLIENT_BACKOFF_MAX_S = 1.0
+#: The final pass: seconds it may spend on an API that does not answer, and between two tries.
+FINAL_PASS_TIMEOUT_S = 10.0
+FINAL_PASS_RETRY_S = 0.2
+#: The service's own defaults, for the longest run of a hanging job when the env leaves them out
+#: (mirrors of the service's JOB_TIMEOUT / HARD_KILL_GRACE / MAX_ATTEMPTS).
+SERVICE_JOB_TIMEOUT_S = 180.0
+SERVICE_HARD_KILL_GRACE_S = 10.0
+SERVICE_MAX_ATTEMPTS = 3
+
+# --- checkers ----------------------------------------------------------------------------------
+#: SHAP additivity tolerance: |base + sum(shap) - prediction| <= rtol * max(1, |prediction|).
+ADDITIVITY_RTOL = 1e-6
+#: How each job kind must end; a kind left out is not judged (a memory-hungry job may go either way).
+EXPECTED_ENDING = {"light": "finished", "heavy": "finished", "slow": "finished", "hang": "failed"}
+#: Kinds whose own code is the fault (they hang, or eat memory): retried by design, so their
+#: re-executions are not judged.
+SELF_FAULTING_KINDS = ("hang", "hungry")
+
+# --- scenarios and runs ------------------------------------------------------------------------
+#: A scenario's defaults: workers, when the workload stops, the pause between heal and final read.
+SCENARIO_WORKERS = 2
+SCENARIO_DEADLINE_S = 25.0
+SCENARIO_SETTLE_S = 2.0
+#: A random schedule (nemesis): first fault at START_S, then one every EVERY_S (uniform).
+NEMESIS_START_S = 2.0
+NEMESIS_EVERY_S = (3.0, 5.0)
+#: The default soak's size: jobs, minutes of submitting, then seconds for what is in flight.
+SOAK_JOBS = 5000
+SOAK_MINUTES = 30.0
+SOAK_DRAIN_S = 120.0
+#: How the soak profile scales a scenario that has no soak workload.
+SOAK_JOB_SCALE = 10.0
+SOAK_DEADLINE_SCALE = 8.0
+#: The external repair command (a cron job beside stock RQ): how often it runs, how long it may take.
+REPAIR_EVERY_S = 2.0
+REPAIR_TIMEOUT_S = 30.0
+#: How long `diagnose-worker --json` may take at the deadline.
+DIAGNOSE_TIMEOUT_S = 30.0
+#: The file it is captured in, in <report-dir>/<scenario>/ (the report reads it from there).
+#: Beyond the deadline: how long the clients get to wind down, the nemesis thread to end.
+CLIENT_GRACE_S = 15.0
+NEMESIS_JOIN_S = 30.0
+
+# --- a run directory (<report-dir>/, one folder per scenario) ----------------------------------
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "index.html"
+ENV_FILE = "env.json"
+#: Per scenario: its history, and `diagnose-worker --json` captured when jobs were stuck.
+HISTORY_FILE = "history.jsonl"
+DIAGNOSE_FILE = "diagnose.json"

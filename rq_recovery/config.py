@@ -13,27 +13,28 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-__all__ = ["DEFAULTS", "Settings", "SettingsError", "redact_url"]
+__all__ = ["DEFAULTS", "Settings", "SettingsError", "default", "markdown_table", "redact_url"]
 
-#: Name -> (default, meaning). The README's configuration table lists these.
+#: Name -> (default, meaning). The README's configuration table is generated from these
+#: (`python -m shap_service.config`; tests/test_config.py checks that it is current).
 DEFAULTS: dict[str, tuple[object, str]] = {
     "REDIS_URL": ("redis://localhost:6379/0", "Redis (or Valkey) URL of the standalone tools; rediss:// for TLS"),
     "QUEUE_NAME": ("shap-jobs", "queue the standalone tools report on (workers use their own queues)"),
-    "HEARTBEAT_INTERVAL": (2.0, "seconds between liveness beats of a running job"),
-    "LIVENESS_TTL": (6.0, "a running job whose worker is silent this long is presumed dead"),
-    "SWEEP_INTERVAL": (2.0, "seconds between recovery sweeps in each worker and the API"),
-    "MAX_ATTEMPTS": (3, "attempts per job before a job whose worker keeps dying is failed for good"),
-    "JOB_TIMEOUT": (180, "seconds a job with no timeout of its own may run (RQ's default)"),
-    "HARD_KILL_GRACE": (10.0, "extra seconds past a job's timeout before the parent SIGKILLs its horse"),
-    "CONNECTION_CHECK": (True, "requeue at once when a running job's worker has no Redis connection"),
-    "CONNECTION_GRACE": (0.6, "seconds a worker's connection must be missing before that counts"),
-    "SHUTDOWN_GRACE": (20.0, "on SIGTERM, seconds to let the running job finish before handing it back"),
+    "HEARTBEAT_INTERVAL": (2.0, "seconds between lease refreshes of a running job"),
+    "LIVENESS_TTL": (6.0, "a job whose worker is silent this long is presumed dead"),
+    "SWEEP_INTERVAL": (2.0, "seconds between sweeps in each worker and the API"),
+    "MAX_ATTEMPTS": (3, "attempts before a job whose worker keeps dying is failed for good"),
+    "JOB_TIMEOUT": (180, "seconds a job without a timeout of its own may run (RQ's default); `-1` on a job: never"),
+    "HARD_KILL_GRACE": (10.0, "past a job's timeout, seconds before the parent SIGKILLs a hung horse"),
+    "CONNECTION_CHECK": (True, "recover at once when a worker's Redis connection is gone"),
+    "CONNECTION_GRACE": (0.6, "seconds that connection must be missing first (sweepers look 5 times a second)"),
+    "SHUTDOWN_GRACE": (20.0, "on SIGTERM, seconds before the running job is handed back"),
     "LONG_RUNNING_FACTOR": (3.0, "flag a job running longer than this multiple of its function's recent p95"),
     "LONG_RUNNING_MIN_S": (5.0, "never flag a job as long-running before this many seconds"),
-    "MEMORY_LIMIT_MB": (0.0, "worker memory limit when no cgroup limit is visible (0 = unknown)"),
-    "MEMORY_WARN_SHARE": (0.8, "warn when a work-horse's RSS passes this share of the memory limit"),
+    "MEMORY_LIMIT_MB": (0.0, "worker memory limit when no cgroup limit is visible (0: unknown)"),
+    "MEMORY_WARN_SHARE": (0.8, "warn when a work-horse's RSS passes this share of the limit"),
     "KEY_PREFIX": ("shap:", "prefix of every Redis key the recovery layer writes"),
-    "CONNECTION_PREFIX": ("shapfix:", "prefix of the CLIENT SETNAME of the fix's connections"),
+    "CONNECTION_PREFIX": ("shapfix:", "prefix of the names of the fix's Redis connections"),
     "METRICS_NAMESPACE": ("shap", "prefix of the Prometheus metric names"),
 }
 
@@ -61,6 +62,27 @@ def _parse(name: str, raw: str, default: object) -> object:
         except ValueError:
             raise SettingsError(f"{name}={raw!r}: expected a number of seconds") from None
     return raw
+
+
+def markdown_table(
+    table: dict[str, tuple[object, str]], *, marked: frozenset[str] = frozenset(), mark: str = ""
+) -> str:
+    """`table` as a Markdown table of variable, default and meaning; names in `marked` get `mark`."""
+
+    def shown(value: object) -> str:
+        if value == "":
+            return "unset"
+        if isinstance(value, bool):
+            return f"`{str(value).lower()}`"
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return f"`{value}`"
+
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, (value, meaning) in table.items():
+        label = f"`{name}`" + (f" {mark}" if name in marked else "")
+        rows.append(f"| {label} | {shown(value)} | {meaning} |")
+    return "\n".join(rows) + "\n"
 
 
 def default(name: str, table: dict[str, tuple[object, str]] = DEFAULTS) -> Any:

@@ -22,7 +22,7 @@ from . import __version__, metrics
 from .config import Settings, SettingsError, redact_url
 from .keys import PREFIX, connection_name, limbo_key, live_key, running_key, track_key, worker_key
 
-__all__ = ["diagnose", "main", "ReadOnlyRedis", "WriteRefused"]
+__all__ = ["ReadOnlyRedis", "WriteRefused", "diagnose", "main"]
 
 EXIT_OK, EXIT_STUCK, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 

@@ -29,12 +29,13 @@ NAMESPACE: str = os.environ.get("METRICS_NAMESPACE") or default("METRICS_NAMESPA
 
 __all__ = [
     "HISTOGRAMS",
-    "record_outcome",
-    "record_recovery",
+    "RENDER_PLANS",
     "RedisCollector",
     "memory_limit_bytes",
     "recommend_plan",
-    "RENDER_PLANS",
+    "record_attempt",
+    "record_outcome",
+    "record_recovery",
 ]
 
 #: name -> (help, upper bounds in base units)

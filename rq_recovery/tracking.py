@@ -1,5 +1,9 @@
 """Per-job tracking, leases, fencing and sweeps: the state the recovery layer keeps beside RQ's.
 
+Long on purpose (~900 lines): `Tracker` is the one owner of that state, and its Lua scripts,
+its recovery actions and the sweep that decides between them must be read together; the fix's
+deliberately broken variants (harness.testing) override single methods of this one class.
+
 For every job a worker with the fix starts we keep a hash ``<prefix>track:<job_id>`` (attempt,
 token, worker, queue, serializer, timestamps, state, reason) and, while an attempt runs, a
 lease ``<prefix>live:<job_id>`` whose value is the attempt's token and whose TTL the worker

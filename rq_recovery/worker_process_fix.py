@@ -1,5 +1,9 @@
 """The recovery layer inside the worker process: leases, fencing, failure policy, sweeping.
 
+Long on purpose (~720 lines): `RecoveryMixin` overrides a dozen of RQ's `Worker` methods, and
+each override only makes sense beside the others (the horse's fenced start, the parent's
+lifeline, the outcome commit, shutdown); one class in one module keeps that contract visible.
+
 `RecoveringWorker` is an RQ `Worker` (and `RecoveryMixin` makes any `Worker` subclass one):
 
     rq worker -w rq_recovery.worker_process_fix.RecoveringWorker [queues]

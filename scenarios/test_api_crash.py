@@ -2,9 +2,9 @@
 
 import pytest
 
-from harness.nemesis.faults import ApiCrash
-from harness.run.scenario import WHEN_RUNNING, Scenario
-from harness.workload.plan import Workload
+from harness.nemesis import ApiCrash
+from harness.run import WHEN_RUNNING, Scenario
+from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos
 

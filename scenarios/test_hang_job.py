@@ -6,9 +6,9 @@ death, so it is not retried), with RQ's traceback and the reason.
 
 import pytest
 
-from harness.nemesis.faults import HangJob
-from harness.run.scenario import WHEN_RUNNING, Scenario
-from harness.workload.plan import Workload
+from harness.nemesis import HangJob
+from harness.run import WHEN_RUNNING, Scenario
+from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos
 

@@ -5,9 +5,9 @@ The worker parent survives and sees the horse die; the job is retried, or failed
 
 import pytest
 
-from harness.nemesis.faults import KillHorse
-from harness.run.scenario import WHEN_RUNNING, Scenario
-from harness.workload.plan import Workload
+from harness.nemesis import KillHorse
+from harness.run import WHEN_RUNNING, Scenario
+from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos
 

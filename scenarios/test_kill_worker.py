@@ -5,9 +5,9 @@ The job must move on within the bound: stock RQ leaves it `started` for ~15 min 
 
 import pytest
 
-from harness.nemesis.faults import KillWorker
-from harness.run.scenario import WHEN_RUNNING, Scenario
-from harness.workload.plan import Workload
+from harness.nemesis import KillWorker
+from harness.run import WHEN_RUNNING, Scenario
+from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos
 

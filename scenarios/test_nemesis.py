@@ -8,17 +8,9 @@ seconds the whole time (harness.run.scenario.Soak; HARNESS_SOAK_JOBS / HARNESS_S
 
 import pytest
 
-from harness.nemesis.faults import (
-    ApiCrash,
-    KillHorse,
-    KillWorker,
-    PauseWorker,
-    RedisPartition,
-    RedisRestart,
-    TermWorker,
-)
-from harness.run.scenario import Scenario, nemesis
-from harness.workload.plan import Workload
+from harness.nemesis import ApiCrash, KillHorse, KillWorker, PauseWorker, RedisPartition, RedisRestart, TermWorker
+from harness.run import Scenario, nemesis
+from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos
 

@@ -11,9 +11,9 @@ the container survives and RQ's parent sees the horse die. Locally that is kill-
 
 import pytest
 
-from harness.nemesis.faults import OOM
-from harness.run.scenario import WHEN_RUNNING, Scenario
-from harness.workload.plan import Workload
+from harness.nemesis import OOM
+from harness.run import WHEN_RUNNING, Scenario
+from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos
 

@@ -6,9 +6,9 @@ refused, not overwrite the newer attempt. Stock RQ leaves the job `started` (fai
 
 import pytest
 
-from harness.nemesis.faults import PauseWorker
-from harness.run.scenario import WHEN_RUNNING, Scenario
-from harness.workload.plan import Workload
+from harness.nemesis import PauseWorker
+from harness.run import WHEN_RUNNING, Scenario
+from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos
 

@@ -6,9 +6,9 @@ outcome must not overwrite the newer attempt.
 
 import pytest
 
-from harness.nemesis.faults import RedisPartition
-from harness.run.scenario import WHEN_RUNNING, Scenario
-from harness.workload.plan import Workload
+from harness.nemesis import RedisPartition
+from harness.run import WHEN_RUNNING, Scenario
+from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from harness.nemesis.faults import RedisRestart
-from harness.run.scenario import WHEN_RUNNING, Scenario
-from harness.workload.plan import Workload
+from harness.nemesis import RedisRestart
+from harness.run import WHEN_RUNNING, Scenario
+from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos
 

@@ -5,9 +5,9 @@ Warm shutdown hands the job back; another worker finishes it. A fresh worker rep
 
 import pytest
 
-from harness.nemesis.faults import TermWorker
-from harness.run.scenario import WHEN_RUNNING, Scenario
-from harness.workload.plan import Workload
+from harness.nemesis import TermWorker
+from harness.run import WHEN_RUNNING, Scenario
+from harness.workload import Workload
 
 pytestmark = pytest.mark.chaos
 

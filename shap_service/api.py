@@ -37,11 +37,11 @@ from rq_recovery import metrics
 from rq_recovery.tracking import Tracker
 
 from . import __version__
-from .config import Settings, SettingsError
+from .config import Settings, settings_for
 from .jobs import JOB_FUNC
 from .model import MODELS
 
-__all__ = ["create_app", "main", "AnalyzeRequest", "MAX_BODY_BYTES", "MAX_ROWS"]
+__all__ = ["MAX_BODY_BYTES", "MAX_ROWS", "AnalyzeRequest", "ChaosHooks", "create_app", "main"]
 
 log = logging.getLogger("shap_service.api")
 
@@ -311,12 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="port (default: $PORT or 8000)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env(host=args.host, port=args.port)
-    except SettingsError as exc:
-        print(f"shap-api: {exc}", file=sys.stderr)
+    settings = settings_for("shap-api", host=args.host, port=args.port)
+    if settings is None:
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False)
     return 0
 

@@ -6,33 +6,38 @@ service the same way; `Settings.from_env()` validates them once at start-up.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from rq_recovery.config import DEFAULTS as RECOVERY_DEFAULTS
 from rq_recovery.config import Settings as RecoverySettings
-from rq_recovery.config import SettingsError, default, redact_url
+from rq_recovery.config import SettingsError, default, markdown_table, redact_url
 
-__all__ = ["DEFAULTS", "Settings", "SettingsError", "redact_url"]
+__all__ = ["DEFAULTS", "Settings", "SettingsError", "redact_url", "settings_for", "settings_table"]
 
 #: Name -> (default, meaning): the recovery layer's variables and the service's.
 DEFAULTS: dict[str, tuple[object, str]] = {
     **RECOVERY_DEFAULTS,
-    "REDIS_URL": ("redis://localhost:6379/0", "Redis (or Valkey) URL; rediss:// for TLS"),
-    "QUEUE_NAME": ("shap-jobs", "RQ queue the API enqueues to and workers listen on"),
-    "ADMIN_TOKEN": ("", "bearer token for /admin/*; unset = admin endpoints answer 403"),
-    "API_KEY": ("", "when set, /analyze requires header X-API-Key"),
-    "HOST": ("127.0.0.1", "interface the API binds; 0.0.0.0 on Render"),
+    "REDIS_URL": (
+        "redis://localhost:6379/0",
+        "Redis (or Valkey) URL; `rediss://` for TLS (`rq worker -w` uses its own `--url`)",
+    ),
+    "QUEUE_NAME": ("shap-jobs", "queue the API enqueues to and `shap-worker` listens on; the tools' default `--queue`"),
+    "ADMIN_TOKEN": ("", "bearer token for `/admin/*`; unset: the admin endpoints answer 403"),
+    "API_KEY": ("", "when set, `/analyze` requires `X-API-Key`"),
+    "HOST": ("127.0.0.1", "interface the API binds (`0.0.0.0` on Render)"),
     "PORT": (8000, "HTTP port of the API"),
     "RESULT_TTL": (86400, "seconds a finished job's result is kept"),
     "FAILURE_TTL": (7 * 86400, "seconds a failed job is kept"),
-    "API_SWEEPER": (True, "the API also sweeps, so jobs recover even when no worker survives"),
-    "MODEL_CACHE_DIR": ("", "where trained models are cached; default ~/.cache/shap-service"),
-    "CHAOS_HOOKS": (False, "test-only job hooks (sleep, hang, allocate); never set in production"),
-    "LOG_LEVEL": ("INFO", "log level of API and workers"),
-    "LOG_FORMAT": ("json", "json: one JSON object per transition; text: key=value for humans"),
+    "API_SWEEPER": (True, "the API sweeps too, so jobs move on when no worker survives"),
+    "MODEL_CACHE_DIR": ("", "trained model cache; unset: `~/.cache/shap-service`"),
+    "CHAOS_HOOKS": (False, "test-only job hooks (sleep, hang, allocate); the harness sets it, production never"),
+    "LOG_LEVEL": ("INFO", "log level of the API and the workers"),
+    "LOG_FORMAT": ("json", "`json`: one JSON object per job transition / recovery action; `text`: `key=value`"),
 }
 
 
@@ -61,3 +66,25 @@ class Settings(RecoverySettings):
         if self.model_cache_dir:
             return Path(self.model_cache_dir)
         return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shap-service"
+
+
+def settings_for(prog: str, **overrides: Any) -> Settings | None:
+    """The settings of command `prog` (its command-line values over the environment), with logging
+    set up; None after printing which variable is wrong (the command then exits 2)."""
+    try:
+        settings = Settings.from_env(**overrides)
+    except SettingsError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return None
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return settings
+
+
+def settings_table() -> str:
+    """The README's configuration table: every variable, its default and meaning (*fix*: the
+    recovery layer's). `python -m shap_service.config` prints it."""
+    return markdown_table(DEFAULTS, marked=frozenset(RECOVERY_DEFAULTS) - {"REDIS_URL", "QUEUE_NAME"}, mark="*fix*")
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

@@ -16,7 +16,7 @@ import numpy as np
 from . import explain, model
 from .config import Settings
 
-__all__ = ["analyze", "JOB_FUNC", "ChaosDisabled"]
+__all__ = ["JOB_FUNC", "ChaosDisabled", "analyze"]
 
 #: What the API enqueues (a dotted path: the JSON serializer cannot carry a function object).
 JOB_FUNC = "shap_service.jobs.analyze"

@@ -21,7 +21,7 @@ from typing import Any
 import joblib
 import numpy as np
 
-__all__ = ["ModelSpec", "LoadedModel", "MODELS", "load", "stats"]
+__all__ = ["MODELS", "LoadedModel", "ModelSpec", "load", "stats"]
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from rq.serializers import JSONSerializer
 from rq_recovery.worker_process_fix import RecoveringWorker
 
 from . import __version__, model
-from .config import Settings, SettingsError
+from .config import Settings, settings_for
 
-__all__ = ["main", "build_worker", "FIX_CHOICES"]
+__all__ = ["FIX_CHOICES", "ShapWorker", "build_worker", "main"]
 
 #: the recovery layer, or stock RQ with the same job code.
 FIX_CHOICES = ["bundled", "none"]
@@ -64,12 +64,9 @@ def main(argv: list[str] | None = None, *, worker_class: type[Worker] | None = N
     parser.add_argument("--name", help="worker name (default: RQ's random name)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env(queue_name=args.queue, redis_url=args.redis_url)
-    except SettingsError as exc:
-        print(f"shap-worker: {exc}", file=sys.stderr)
+    settings = settings_for("shap-worker", queue_name=args.queue, redis_url=args.redis_url)
+    if settings is None:
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for name in model.MODELS:
         model.load(name, cache_dir=settings.model_cache_path)
     import shap  # noqa: F401 - pay the 1 s import once, before forking, not in every job

@@ -18,7 +18,8 @@ from redis import Redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from harness.backends.local.stack import Stack, free_port
+from harness.backends.config import free_port
+from harness.backends.local.stack import Stack
 from shap_service import __version__
 from shap_service.api import MAX_BODY_BYTES, MAX_ROWS, create_app
 from shap_service.config import Settings

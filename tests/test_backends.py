@@ -8,10 +8,13 @@ from typing import Any, ClassVar
 import pytest
 
 from harness.backends.base import BACKENDS, Backend, WorkerControl, make_stack
-from harness.backends.local.stack import Stack, StackConfig, WorkerHandle
-from harness.nemesis.faults import OOM, OOM_DOCKER_MODE, OOM_LOCAL_MODE, OOM_TREE_LIMIT_MB, KillWorker, fault_label
-from harness.run.scenario import WHEN_RUNNING, Scenario
-from harness.workload.plan import Workload
+from harness.backends.config import StackConfig
+from harness.backends.local.stack import Stack
+from harness.backends.local.worker import WorkerHandle
+from harness.defaults import OOM_TREE_LIMIT_MB
+from harness.nemesis import OOM, OOM_DOCKER_MODE, OOM_LOCAL_MODE, KillWorker, fault_label
+from harness.run import WHEN_RUNNING, Scenario
+from harness.workload import Workload
 
 
 def test_make_stack_gives_each_backend_and_rejects_others(tmp_path):
@@ -71,6 +74,6 @@ def test_oom_limits_and_labels_per_backend():
 
 
 def _ci():
-    from harness.run.scenario import PROFILES
+    from harness.run import PROFILES
 
     return PROFILES["ci"]

@@ -6,22 +6,15 @@ The numbers are not asserted (a loaded 2-core machine is noisy); their shape and
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400)]
 
 
-def test_quick_bench_is_well_formed(tmp_path):
+def test_quick_bench_is_well_formed(tmp_path, harness_cli):
     out = tmp_path / "bench.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "harness", "bench", "all", "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=380,
-    )
+    run = harness_cli("bench", "all", "--quick", "--out", str(out), timeout=380)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     assert "throughput on / off" in run.stdout and "sweep over" in run.stdout
     res = json.loads(out.read_text())

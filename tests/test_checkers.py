@@ -4,9 +4,7 @@ import math
 
 import pytest
 
-from harness.checkers.core import (
-    NON_TERMINAL_STATUSES,
-    TERMINAL_STATUSES,
+from harness.checkers import (
     AllTerminal,
     Checker,
     Duplicates,
@@ -19,6 +17,7 @@ from harness.checkers.core import (
     percentile,
     run_checker,
 )
+from harness.defaults import NON_TERMINAL_STATUSES, TERMINAL_STATUSES
 from harness.workload.history import History
 
 
@@ -602,7 +601,7 @@ def test_recovery_time_accepts_target_in_data_too(tmp_path) -> None:
 
 
 def _reexec_history(*, executions: int, fault_on: str | None, global_fault: bool = False):
-    from harness.checkers.core import Reexecutions
+    from harness.checkers import Reexecutions
 
     clock = iter(range(100)).__next__
     h = History(clock=lambda: float(clock()))
@@ -634,7 +633,7 @@ def test_reexecution_beyond_the_faults_fails_and_a_global_fault_hits_every_open_
 
 
 def test_expected_outcome_fails_a_good_job_that_failed_and_a_hang_that_finished():
-    from harness.checkers.core import ExpectedOutcome
+    from harness.checkers import ExpectedOutcome
 
     h = History(clock=iter(float(i) for i in range(100)).__next__)
     for job_id, kind, status in (
@@ -651,7 +650,7 @@ def test_expected_outcome_fails_a_good_job_that_failed_and_a_hang_that_finished(
 
 
 def test_expected_outcome_lets_a_job_fail_when_a_fault_cut_every_attempt():
-    from harness.checkers.core import ExpectedOutcome
+    from harness.checkers import ExpectedOutcome
 
     h = History(clock=iter(float(i) for i in range(100)).__next__)
     for job_id in ("hit3", "hit2", "api", "redis"):
@@ -672,7 +671,7 @@ def test_expected_outcome_lets_a_job_fail_when_a_fault_cut_every_attempt():
 
 
 def test_reexecution_of_a_job_that_hangs_by_itself_is_not_judged():
-    from harness.checkers.core import Reexecutions
+    from harness.checkers import Reexecutions
 
     h = History(clock=iter(float(i) for i in range(100)).__next__)
     h.record("accepted", job_id="h", job_kind="hang")

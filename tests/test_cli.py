@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,13 +17,8 @@ from harness.backends.local.processes import labels_of
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
-def test_reproduce_stuck_job_tells_the_story_and_recovers():
-    out = subprocess.run(
-        [sys.executable, "-m", "harness", "reproduce", "stuck-job", "--wait", "4"],
-        capture_output=True,
-        text=True,
-        timeout=150,
-    )
+def test_reproduce_stuck_job_tells_the_story_and_recovers(harness_cli):
+    out = harness_cli("reproduce", "stuck-job", "--wait", "4", timeout=150)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     assert "status `started`" in text and "(dead)" in text
@@ -64,14 +58,8 @@ def test_up_serves_until_interrupted_and_leaves_nothing():
         requests.get(f"{api}/ping", timeout=2)
 
 
-def test_usage_errors_exit_2_with_a_message():
-    out = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--profile", "bogus"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ},
-    )
+def test_usage_errors_exit_2_with_a_message(harness_cli):
+    out = harness_cli("run", "--profile", "bogus", timeout=30)
     assert out.returncode == 2 and "invalid choice" in out.stderr
 
 
@@ -88,25 +76,18 @@ def _processes_of_run(run_id: str) -> list[int]:
 
 
 @pytest.mark.timeout(300)
-def test_run_without_the_fix_fails_and_names_the_stuck_jobs(tmp_path):
+def test_run_without_the_fix_fails_and_names_the_stuck_jobs(tmp_path, harness_cli):
     """A harness that cannot fail is worthless: stock RQ must go red on kill-worker and pause-worker."""
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
-            "--fix",
-            "none",
-            "--scenario",
-            "kill-worker",
-            "--scenario",
-            "pause-worker",
-            "--report-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
+    out = harness_cli(
+        "run",
+        "--fix",
+        "none",
+        "--scenario",
+        "kill-worker",
+        "--scenario",
+        "pause-worker",
+        "--report-dir",
+        str(tmp_path),
         timeout=280,
     )
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-2000:]
@@ -123,24 +104,8 @@ def test_run_without_the_fix_fails_and_names_the_stuck_jobs(tmp_path):
 
 
 @pytest.mark.timeout(200)
-def test_run_with_the_fix_passes_and_leaves_nothing(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
-            "--scenario",
-            "kill-worker",
-            "--report-dir",
-            str(tmp_path),
-            "--seed",
-            "7",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=190,
-    )
+def test_run_with_the_fix_passes_and_leaves_nothing(tmp_path, harness_cli):
+    out = harness_cli("run", "--scenario", "kill-worker", "--report-dir", str(tmp_path), "--seed", "7", timeout=190)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     (kill,) = summary["scenarios"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends.local.stack import new_run_id
+from harness.backends.config import new_run_id
 from harness.workload.history import FAULT_INJECTED, History
 
 pytestmark = pytest.mark.docker

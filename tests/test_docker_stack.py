@@ -1,4 +1,4 @@
-"""The docker backend (harness/docker_stack.py): a real container stack, its cleanup, no pulls.
+"""The docker backend (harness/backends/docker/): a real container stack, its cleanup, no pulls.
 
 Marked `docker`: skipped with how to enable it when no engine answers, a failure under CI=true or
 HARNESS_REQUIRE_DOCKER=1 (the `docker_images` fixture builds missing images first).
@@ -17,21 +17,22 @@ from pathlib import Path
 import pytest
 
 from harness.backends.base import Backend, WorkerControl, make_stack
+from harness.backends.config import StackConfig, new_run_id
 from harness.backends.docker import images
-from harness.backends.docker.stack import (
+from harness.backends.docker.engine import DockerUnavailable
+from harness.backends.docker.reaper import (
     LABEL_MANAGED,
     LABEL_OWNER,
     LABEL_RUN,
-    DockerStack,
-    DockerUnavailable,
-    _owner,
+    owner_label,
     reap_leftovers,
     remove_run,
     run_objects,
 )
-from harness.backends.local.stack import StackConfig, new_run_id
-from harness.checkers.core import _additivity_errors
-from harness.run.scenario import CI_ENV
+from harness.backends.docker.stack import DockerStack
+from harness.checkers import additivity_errors
+from harness.defaults import FAST_LEASES as CI_ENV
+from harness.wait import eventually
 
 pytestmark = pytest.mark.docker
 
@@ -66,7 +67,7 @@ def test_stack_comes_up_and_a_job_finishes_additive(docker_images, tmp_path):
         assert view["status"] == "finished", view
         worker = stack.workers[0].name
         assert view["worker"] == worker
-        for err, pred in _additivity_errors(view["result"]):
+        for err, pred in additivity_errors(view["result"]):
             assert err <= 1e-6 * max(1.0, abs(pred))
     assert run_objects(run_id, client) == []
     # the containers' logs and docker events are kept in log_dir
@@ -98,7 +99,7 @@ def test_cleanup_on_ctrl_c_and_sigterm(docker_images, tmp_path, sig):
         f"""
         import time
         from harness.backends.docker.stack import DockerStack
-        from harness.backends.local.stack import StackConfig
+        from harness.backends.config import StackConfig
         with DockerStack(StackConfig(workers=0), run_id={run_id!r}):
             print("up", flush=True)
             time.sleep(120)
@@ -125,7 +126,7 @@ def test_leftovers_of_a_dead_owner_are_reaped_and_live_ones_kept(docker_images):
     client = docker.from_env()
     dead_run, live_run = f"leftover-{new_run_id()}", f"live-{new_run_id()}"
     dead = {LABEL_RUN: dead_run, LABEL_MANAGED: "true", LABEL_OWNER: f"{socket.gethostname()}:999999999:1"}
-    live = {LABEL_RUN: live_run, LABEL_MANAGED: "true", LABEL_OWNER: _owner()}  # this test process
+    live = {LABEL_RUN: live_run, LABEL_MANAGED: "true", LABEL_OWNER: owner_label()}  # this test process
     try:
         for labels in (dead, live):
             name = f"harness-{labels[LABEL_RUN]}"
@@ -174,9 +175,7 @@ def test_worker_container_faults(docker_images, tmp_path):
         worker = stack.workers[0]
         job = stack.submit(chaos={"sleep_s": 30})["job_id"]
         stack.wait_status(job, ("started",), timeout=20)
-        deadline = time.monotonic() + 10
-        while not worker.horse_pids() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        eventually(worker.horse_pids, timeout=10, interval=0.1)
         horses = worker.horse_pids()
         assert horses and 1 not in horses  # PID 1 is the worker parent
         assert worker.kill_horse() == horses

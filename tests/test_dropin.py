@@ -59,6 +59,9 @@ def app(redis_only, tmp_path):
         procs.append(proc)
         return proc
 
+    def tails() -> str:
+        return "\n".join(p.log_tail() for p in procs)
+
     def started(job: Job, timeout: float = 20) -> str:
         """Wait until a worker runs `job`; returns its name."""
 
@@ -70,7 +73,7 @@ def app(redis_only, tmp_path):
             running,
             what=f"job {job.id} started",
             timeout=timeout,
-            log_tail=lambda: "\n".join(p.log_tail() for p in procs),
+            log_tail=tails,
         )
         return str(job.worker_name)
 
@@ -79,7 +82,7 @@ def app(redis_only, tmp_path):
             lambda: job.get_status(refresh=True) in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED),
             what=f"job {job.id} ended",
             timeout=timeout,
-            log_tail=lambda: "\n".join(p.log_tail() for p in procs),
+            log_tail=tails,
         )
         job.refresh()
         return str(job.get_status(refresh=False).value)
@@ -92,11 +95,17 @@ def app(redis_only, tmp_path):
             lambda: all(conn.exists(f"rq:worker:{n}") for n in names),
             what=f"workers {names} registered",
             timeout=20,
-            log_tail=lambda: "\n".join(p.log_tail() for p in procs),
+            log_tail=tails,
         )
 
     def queue(name: str = "app-jobs") -> Queue:
         return Queue(name, connection=conn)
+
+    def workers(*names: str) -> dict[str, ManagedProcess]:
+        """RecoveringWorkers on app-jobs, registered in RQ."""
+        started = {n: worker(n, "app-jobs") for n in names}
+        registered(*started)
+        return started
 
     yield SimpleNamespace(
         url=url,
@@ -108,6 +117,7 @@ def app(redis_only, tmp_path):
         runs=runs,
         registered=registered,
         queue=queue,
+        workers=workers,
         procs=procs,
     )
     for proc in procs:
@@ -121,8 +131,7 @@ def _kill(proc: ManagedProcess) -> None:
 
 
 def test_rq_cli_worker_recovers_a_pickled_job_after_a_whole_tree_sigkill(app):
-    workers = {n: app.worker(n, "app-jobs") for n in ("w1", "w2")}
-    app.registered(*workers)
+    workers = app.workers("w1", "w2")
     job = app.queue().enqueue(f"{APP}.work", 3, app.witness)
     victim = app.started(job)
     _kill(workers[victim])
@@ -160,8 +169,7 @@ def test_burst_worker_sweeps_a_dead_workers_job_before_it_quits(app):
 
 
 def test_dependents_of_a_recovered_parent_run_exactly_once(app):
-    workers = {n: app.worker(n, "app-jobs") for n in ("w1", "w2")}
-    app.registered(*workers)
+    workers = app.workers("w1", "w2")
     q = app.queue()
     parent = q.enqueue(f"{APP}.work", 3, app.witness)
     child = q.enqueue(f"{APP}.work", 0.1, app.witness, depends_on=parent)
@@ -173,8 +181,7 @@ def test_dependents_of_a_recovered_parent_run_exactly_once(app):
 
 def test_a_recovered_job_that_has_dependencies_is_requeued(app):
     """Requeueing a job with `depends_on` must not run RQ's dependency check inside a MULTI."""
-    workers = {n: app.worker(n, "app-jobs") for n in ("w1", "w2")}
-    app.registered(*workers)
+    workers = app.workers("w1", "w2")
     q = app.queue()
     parent = q.enqueue(f"{APP}.work", 0.1, app.witness)
     child = q.enqueue(f"{APP}.work", 3, app.witness, depends_on=parent)
@@ -185,8 +192,7 @@ def test_a_recovered_job_that_has_dependencies_is_requeued(app):
 
 
 def test_rq_retry_count_is_not_spent_on_a_dead_worker(app):
-    workers = {n: app.worker(n, "app-jobs") for n in ("w1", "w2")}
-    app.registered(*workers)
+    workers = app.workers("w1", "w2")
     job = app.queue().enqueue(f"{APP}.work", 3, app.witness, retry=Retry(max=2))
     _kill(workers[app.started(job)])
     assert app.ends(job) == "finished"

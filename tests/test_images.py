@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.backends.docker import images
+from harness.wait import eventually
 
 REQUIRE_DOCKER = os.environ.get("CI", "").lower() == "true" or os.environ.get("HARNESS_REQUIRE_DOCKER") == "1"
 HOW_TO_ENABLE = (
@@ -155,15 +156,12 @@ def test_redis_image_answers_ping(client, built: images.BuildResult) -> None:
         labels=LABELS,
     )
     try:
-        deadline = time.monotonic() + 15
-        reply = ""
-        while time.monotonic() < deadline:
+
+        def pong() -> bool:
             code, output = container.exec_run(["redis-cli", "ping"])
-            reply = output.decode().strip()
-            if code == 0 and reply == "PONG":
-                break
-            time.sleep(0.2)
-        assert reply == "PONG", container.logs(tail=20).decode()
+            return code == 0 and output.decode().strip() == "PONG"
+
+        assert eventually(pong, timeout=15, interval=0.2), container.logs(tail=20).decode()
     finally:
         container.remove(force=True)
 

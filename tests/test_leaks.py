@@ -20,8 +20,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.backends.config import StackConfig
 from harness.backends.local.processes import labels_of
-from harness.backends.local.stack import Stack, StackConfig
+from harness.backends.local.stack import Stack
+from harness.wait import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -66,12 +68,7 @@ def assert_nothing_left(run_id: str, ports: set[int]) -> None:
 
 
 def wait_for(predicate, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
+    return bool(eventually(predicate, timeout=timeout, interval=0.2))
 
 
 def _test_file(tmp_path: Path, body: str) -> Path:
@@ -88,7 +85,8 @@ def _run_from(marker: Path) -> dict:
 VICTIM = """
     import json, time
     import pytest
-    from harness.backends.local.stack import Stack, StackConfig
+    from harness.backends.local.stack import Stack
+    from harness.backends.config import StackConfig
 
     @pytest.mark.timeout({timeout})
     def test_victim(tmp_path_factory):

@@ -6,13 +6,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from fixtures.stacks import FAST_RECOVERY
+from harness.wait import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -34,13 +34,14 @@ def value(samples, name, **labels) -> float:
 
 
 def wait_started(stack, job_id, *, attempt=1, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def started() -> dict | None:
         view = stack.job(job_id)
-        if view["status"] == "started" and view["attempts"] >= attempt:
-            return view
-        time.sleep(0.02)
-    raise AssertionError(f"{job_id} never started: {view}")
+        return view if view["status"] == "started" and view["attempts"] >= attempt else None
+
+    view = eventually(started, timeout=timeout, interval=0.02)
+    if view is None:
+        raise AssertionError(f"{job_id} never started: {stack.job(job_id)}")
+    return view
 
 
 def test_metrics_count_what_happened(stack_factory):
@@ -78,9 +79,7 @@ def test_metrics_count_what_happened(stack_factory):
     hungry = stack.submit([ROW], chaos={"alloc_mb": 250, "hold_s": 2.5})["job_id"]
     slow = stack.submit([ROW], chaos={"sleep_s": 3})["job_id"]
     wait_started(stack, slow)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and value(scrape(stack), "shap_jobs_long_running", queue=q) < 1:
-        time.sleep(0.2)
+    eventually(lambda: value(scrape(stack), "shap_jobs_long_running", queue=q) >= 1, timeout=10, interval=0.2)
     assert value(scrape(stack), "shap_jobs_long_running", queue=q) == 1
     for job_id in (hungry, slow):
         assert stack.wait_terminal(job_id, timeout=30)["status"] == "finished"

@@ -20,6 +20,7 @@ from redis.exceptions import ResponseError
 from rq.job import JobStatus
 
 from fixtures.stacks import FAST_RECOVERY
+from harness.wait import eventually
 from rq_recovery.tracking import Tracker, live_key, track_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -36,14 +37,14 @@ def submit(stack, **chaos) -> str:
 
 
 def wait_running(stack, job_id: str, *, attempt: int = 1, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    view: dict = {}
-    while time.monotonic() < deadline:
+    def running() -> dict | None:
         view = stack.job(job_id)
-        if view["status"] == "started" and view["attempts"] >= attempt and view["worker"]:
-            return view
-        time.sleep(0.02)
-    raise AssertionError(f"job {job_id} never ran attempt {attempt}: {view}")
+        return view if view["status"] == "started" and view["attempts"] >= attempt and view["worker"] else None
+
+    view = eventually(running, timeout=timeout, interval=0.02)
+    if view is None:
+        raise AssertionError(f"job {job_id} never ran attempt {attempt}: {stack.job(job_id)}")
+    return view
 
 
 def assert_additive(result: dict) -> None:
@@ -58,9 +59,7 @@ def kill_worker(stack, name: str) -> None:
 def test_fix_runs_inside_the_worker_process(stack_factory):
     stack = stack_factory(workers=1, env=fast())
     handle = stack.workers[0]
-    deadline = time.monotonic() + 5
-    while not (info := stack.redis.hgetall(f"shap:worker:{handle.name}")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    info = eventually(lambda: stack.redis.hgetall(f"shap:worker:{handle.name}"), timeout=5) or {}
     # Written by the fix's lifeline thread, from the pid of the process the harness started.
     assert info["fix"] == "bundled"
     assert int(info["pid"]) == handle.pid
@@ -168,9 +167,7 @@ def test_paused_worker_zombie_result_is_fenced_off(stack_factory):
     finally:
         stack.worker(victim).process.signal_tree(signal.SIGCONT)
     # The zombie's horse wakes up past its sleep, finishes, and must be refused.
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and stack.job(job_id)["late_completions_rejected"] < 1:
-        time.sleep(0.1)
+    eventually(lambda: stack.job(job_id)["late_completions_rejected"] >= 1, timeout=20, interval=0.1)
     final = stack.job(job_id)
     assert final["late_completions_rejected"] == 1
     assert (final["status"], final["worker"], final["attempts"]) == ("finished", second["worker"], 2)
@@ -368,9 +365,7 @@ def test_job_lost_between_dequeue_and_start_is_requeued(stack_factory):
     queue_key = f"rq:queue:{stack.config.queue}"
     # What RQ's dequeue does (BLMOVE to the intermediate list), by a worker that then dies.
     assert stack.redis.lmove(queue_key, f"{queue_key}:intermediate") == job_id
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and job_id not in stack.redis.lrange(queue_key, 0, -1):
-        time.sleep(0.1)
+    eventually(lambda: job_id in stack.redis.lrange(queue_key, 0, -1), timeout=15, interval=0.1)
     assert stack.redis.lrange(queue_key, 0, -1) == [job_id]
     assert stack.redis.llen(f"{queue_key}:intermediate") == 0
     assert "lost between dequeue and start" in stack.job(job_id)["recovery"]

@@ -29,9 +29,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from harness.backends.local.stack import Stack, StackConfig
-from harness.cli import main as cli
-from harness.pytest_plugin.hooks import REDIS_AUTH_MODES, REDIS_PASSWORD_ENV, redis_auth_fields
+from harness.backends.config import StackConfig
+from harness.backends.local.stack import Stack
+from harness.cli import commands as cli
+from harness.pytest_plugin.options import REDIS_AUTH_MODES, REDIS_PASSWORD_ENV, redis_auth_fields
 from harness.workload.history import NOTE, History
 
 pytestmark = pytest.mark.integration

@@ -149,7 +149,8 @@ def _harness_run(report_dir: Path, *extra: str) -> subprocess.CompletedProcess[s
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The same kill-worker schedule with the fix (green) and with stock RQ (red)."""
-    from harness.backends.local.stack import EnvironmentMissing, find_redis_server
+    from harness.backends.base import EnvironmentMissing
+    from harness.backends.local.redis_server import find_redis_server
 
     try:
         find_redis_server()
@@ -216,7 +217,7 @@ def test_report_rerenders_and_cli(runs: dict[str, Path], tmp_path: Path) -> None
 def test_red_report_in_chromium(runs: dict[str, Path], tmp_path: Path) -> None:
     binary = _need_chromium()
     summary = json.loads((runs["red"] / "summary.json").read_text())
-    from harness.checkers.core import AllTerminal
+    from harness.checkers import AllTerminal
     from harness.workload.history import History
 
     history = History.load(runs["red"] / "kill-worker" / "history.jsonl")

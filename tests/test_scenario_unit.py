@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.checkers.core import Verdict
-from harness.nemesis.faults import (
+from harness.checkers import FaultsInjected, Verdict
+from harness.defaults import DEFAULT_SLACK_S, MAX_SOAK_MINUTES, SOAK_JOBS_ENV, SOAK_MINUTES_ENV
+from harness.defaults import FAST_LEASES as CI_ENV
+from harness.nemesis import (
     OOM,
     OOM_LOCAL_MODE,
     ApiCrash,
@@ -35,25 +37,20 @@ from harness.nemesis.faults import (
 )
 from harness.nemesis.proxy import TcpProxy
 from harness.report import RunSummary, validate_summary
-from harness.run.scenario import (
-    CI_ENV,
-    DEFAULT_SLACK_S,
-    MAX_SOAK_MINUTES,
+from harness.run import (
     PROFILES,
-    SOAK_JOBS_ENV,
-    SOAK_MINUTES_ENV,
     WHEN_RUNNING,
-    FaultsInjected,
+    NemesisThread,
     Profile,
     Scenario,
     ScenarioResult,
     Soak,
-    _Nemesis,
     nemesis,
     recovery_bound_s,
 )
+from harness.wait import eventually
+from harness.workload import Workload, WorkloadRun
 from harness.workload.history import FAULT_HEALED, FAULT_INJECTED, NOTE, History
-from harness.workload.plan import Workload, WorkloadRun
 
 POOL = [KillWorker(restart=True), KillHorse(), PauseWorker(for_s=4), TermWorker(), ApiCrash(for_s=1)]
 
@@ -182,7 +179,7 @@ def test_soak_plan_respects_the_job_target_and_the_time_cap():
 
 
 def test_the_nemesis_soak_can_submit_5000_jobs_within_30_minutes():
-    from harness.pytest_plugin.hooks import SCENARIO_TIMEOUT_S
+    from harness.defaults import SCENARIO_TIMEOUT_S
     from scenarios.test_nemesis import SCENARIO
 
     soak = Soak()
@@ -295,7 +292,7 @@ def test_nemesis_injects_on_time_heals_once_and_notes_misses():
     history = History()
     ctx = FaultContext(stack=None, history=history, rng=random.Random(1))  # type: ignore[arg-type]
     quick, held, missed = _FakeFault("quick", for_s=0.05), _FakeFault("held"), _FakeFault("missed", target=False)
-    nem = _Nemesis([(0.0, quick), (0.1, held), (0.1, missed)], ctx)
+    nem = NemesisThread([(0.0, quick), (0.1, held), (0.1, missed)], ctx)
     nem.start()
     nem.join(timeout=5)
     time.sleep(0.2)  # quick's for_s timer heals it
@@ -330,7 +327,7 @@ def test_soak_nemesis_stops_when_submitting_ends_and_expects_only_what_came_due(
     over = threading.Event()
     first, later = _FakeFault("first"), _FakeFault("later")
     waiting = _WaitsUntilTheEnd("waiting", end=over)  # the workload stops submitting while it waits
-    nem = _Nemesis([(0.0, first), (0.05, waiting), (30.0, later)], ctx, until=over)
+    nem = NemesisThread([(0.0, first), (0.05, waiting), (30.0, later)], ctx, until=over)
     t0 = time.monotonic()
     nem.start()
     nem.join(timeout=5)
@@ -341,7 +338,7 @@ def test_soak_nemesis_stops_when_submitting_ends_and_expects_only_what_came_due(
     texts = [e.data["text"] for e in history.events if e.kind == NOTE]
     assert any("cut off" in t for t in texts) and any("last 1 faults were left" in t for t in texts)
     # Without `until` (ci), the whole schedule is expected: a miss is unknown, never a pass.
-    assert _Nemesis([(0.0, first), (1.0, later)], ctx).expected() == ["first", "later"]
+    assert NemesisThread([(0.0, first), (1.0, later)], ctx).expected() == ["first", "later"]
 
 
 # -- summary --------------------------------------------------------------------------------
@@ -478,9 +475,7 @@ def test_proxy_forwards_cuts_and_restores(echo_server):
         live = socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
         live.sendall(b"a")
         assert live.recv(10) == b"a"
-        deadline = time.monotonic() + 2
-        while proxy.open_connections() < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        eventually(lambda: proxy.open_connections() >= 1, timeout=2, interval=0.01)
         assert proxy.cut() >= 1 and proxy.is_cut
         # the open connection is torn down ...
         with pytest.raises(OSError):
@@ -543,26 +538,24 @@ class _FakeApi(BaseHTTPRequestHandler):
         self._send(200, view)
 
 
-def test_workload_client_records_the_documented_events():
+@pytest.fixture
+def fake_api():
+    """A `_FakeApi` with fresh state on a free port; yields its URL."""
     _FakeApi.state = {"lock": threading.Lock(), "posts": 0, "polls": {}}
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        history = History()
-        w = Workload(jobs=2, concurrency=1, poll_interval=0.01)
-        run = WorkloadRun(
-            w,
-            api_url=f"http://127.0.0.1:{server.server_address[1]}",
-            history=history,
-            seed=1,
-            deadline=time.monotonic() + 20,
-        )
-        run.start()
-        assert run.join(timeout=20)
-        run.final_pass()
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_workload_client_records_the_documented_events(fake_api):
+    history = History()
+    w = Workload(jobs=2, concurrency=1, poll_interval=0.01)
+    run = WorkloadRun(w, api_url=fake_api, history=history, seed=1, deadline=time.monotonic() + 20)
+    run.start()
+    assert run.join(timeout=20)
+    run.final_pass()
     kinds = [e.kind for e in history.events]
     assert kinds.count("submitted") == 3  # the 503 was retried
     assert kinds.count("accepted") == 2 and kinds.count("terminal") == 2
@@ -576,28 +569,14 @@ def test_workload_client_records_the_documented_events():
     assert run.submissions_over.is_set()
 
 
-def test_workload_stops_submitting_at_the_time_cap_and_watches_what_is_in_flight():
-    _FakeApi.state = {"lock": threading.Lock(), "posts": 0, "polls": {}}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        history = History()
-        w = Workload(jobs=1000, concurrency=2, rate=20, poll_interval=0.01)
-        now = time.monotonic()
-        run = WorkloadRun(
-            w,
-            api_url=f"http://127.0.0.1:{server.server_address[1]}",
-            history=history,
-            seed=1,
-            deadline=now + 20,
-            submit_until=now + 0.5,
-        )
-        run.start()
-        assert run.submissions_over.wait(5)
-        assert run.join(timeout=10)
-    finally:
-        server.shutdown()
-        server.server_close()
+def test_workload_stops_submitting_at_the_time_cap_and_watches_what_is_in_flight(fake_api):
+    history = History()
+    w = Workload(jobs=1000, concurrency=2, rate=20, poll_interval=0.01)
+    now = time.monotonic()
+    run = WorkloadRun(w, api_url=fake_api, history=history, seed=1, deadline=now + 20, submit_until=now + 0.5)
+    run.start()
+    assert run.submissions_over.wait(5)
+    assert run.join(timeout=10)
     accepted = len(history.jobs())
     assert 3 <= accepted <= 12  # ~0.5 s at 20 a second, not 1000
     assert len({e.job_id for e in history.events if e.kind == "terminal"}) == accepted  # all watched to the end
@@ -606,7 +585,7 @@ def test_workload_stops_submitting_at_the_time_cap_and_watches_what_is_in_flight
 def test_services_come_from_tool_harness_and_the_command_line(tmp_path: Path):
     import sys
 
-    from harness.backends.local.stack import services_from
+    from harness.backends.config import services_from
 
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text('[tool.harness]\napi_cmd = "{python} -m other.api --fast"\nqueue = "q1"\n')

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 from redis import Redis
 from redis.exceptions import AuthenticationError, ResponseError
 from rq import Queue
+
+from harness.wait import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -32,9 +33,7 @@ def test_worker_refuses_a_pickled_job_without_executing_anything(stack_factory, 
         "shap_service.jobs.analyze", kwargs={"payload": _Planted(str(marker))}
     )
     assert conn.hget(f"rq:job:{planted.id}", "data").startswith(b"x\x9c")  # zlib-compressed pickle
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and conn.hget(f"rq:job:{planted.id}", "status") != b"failed":
-        time.sleep(0.1)
+    eventually(lambda: conn.hget(f"rq:job:{planted.id}", "status") == b"failed", timeout=30, interval=0.1)
     assert conn.hget(f"rq:job:{planted.id}", "status") == b"failed"
     assert not marker.exists(), "the worker unpickled data from Redis"
     # The worker survived it and still serves real requests.

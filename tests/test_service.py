@@ -13,6 +13,7 @@ import requests
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
 from harness.backends.local.stack import Stack
+from harness.wait import eventually
 from shap_service.model import MODELS
 
 pytestmark = pytest.mark.integration
@@ -94,13 +95,14 @@ def _worker_info(stack: Stack) -> dict[str, str]:
 
 
 def _wait_next_beat(stack: Stack, after: float, timeout: float = 10.0) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def refreshed() -> dict[str, str] | None:
         info = _worker_info(stack)
-        if float(info["beat_at"]) > after:
-            return info
-        time.sleep(0.1)
-    raise TimeoutError(f"worker hash not refreshed within {timeout} s")
+        return info if float(info["beat_at"]) > after else None
+
+    info = eventually(refreshed, timeout=timeout, interval=0.1)
+    if info is None:
+        raise TimeoutError(f"worker hash not refreshed within {timeout} s")
+    return info
 
 
 def _model_log_lines(stack: Stack) -> list[str]:
@@ -144,11 +146,14 @@ def test_job_error_fails_without_retry(service_stack: Stack) -> None:
     assert "boom" in view["error"] and "RuntimeError" in view["error"]
     assert view["attempts"] == 1
     assert "result" not in view
+
     # The worker records its own bookkeeping just after RQ marks the job failed.
-    deadline = time.monotonic() + 10
-    while (track := service_stack.redis.hgetall(f"shap:track:{job_id}"))["state"] != "failed":
-        assert time.monotonic() < deadline, track
-        time.sleep(0.05)
+    def failed_track() -> dict[str, str] | None:
+        track = service_stack.redis.hgetall(f"shap:track:{job_id}")
+        return track if track["state"] == "failed" else None
+
+    track = eventually(failed_track, timeout=10)
+    assert track, service_stack.redis.hgetall(f"shap:track:{job_id}")
     assert track["attempt"] == "1"
     assert "requeues" not in track
     assert service_stack.redis.zscore("shap:active:shap-jobs", job_id) is None

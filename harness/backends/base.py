@@ -22,12 +22,16 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from redis import Redis
 
-    from harness.backends.local.stack import StackConfig
+    from harness.backends.config import StackConfig
 
-__all__ = ["BACKENDS", "Backend", "Unsupported", "WorkerControl", "make_stack"]
+__all__ = ["BACKENDS", "Backend", "EnvironmentMissing", "Unsupported", "WorkerControl", "make_stack", "worker_argv"]
 
 #: Backends `--backend` accepts (`remote`, a deployment reached by URL only, is `harness verify`).
 BACKENDS = ("local", "docker")
+
+
+class EnvironmentMissing(RuntimeError):
+    """Something the stack needs is not installed (exit code 3 in the CLI)."""
 
 
 class Unsupported(RuntimeError):

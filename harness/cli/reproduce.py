@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 
-from harness.backends.local.stack import Stack, StackConfig
+from harness.backends.config import StackConfig
+from harness.backends.local.stack import Stack
 from harness.defaults import SAMPLE_ROW as ROW
 
 __all__ = ["reproduce_stuck_job"]

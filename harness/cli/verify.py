@@ -28,48 +28,51 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from harness.defaults import SAMPLE_ROW as ROW
+from harness.text import text
 
-__all__ = ["Check", "verify", "main"]
+__all__ = ["Finding", "main", "verify"]
 
 
 @dataclass
-class Check:
+class Finding:
+    """One check of a deployment: passed (ok), failed, or skipped (ok None) and why."""
+
     name: str
     ok: bool | None  # None: skipped, with the reason in detail
     detail: str
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def _ping(api: str) -> Check:
+def _ping(api: str) -> Finding:
     try:
         r = requests.get(f"{api}/ping", timeout=5)
         ok = r.status_code == 200 and r.json().get("status") == "ok"
-        return Check("ping", ok, f"GET /ping -> {r.status_code} {r.text[:100]}")
+        return Finding("ping", ok, f"GET /ping -> {r.status_code} {r.text[:100]}")
     except requests.RequestException as exc:
-        return Check("ping", False, f"API unreachable: {type(exc).__name__}")
+        return Finding("ping", False, f"API unreachable: {type(exc).__name__}")
 
 
-def _redis_ping(api: str, token: str | None) -> Check:
+def _redis_ping(api: str, token: str | None) -> Finding:
     if not token:
-        return Check("redis_ping", None, "skipped: no --admin-token")
+        return Finding("redis_ping", None, "skipped: no --admin-token")
     try:
         r = requests.get(f"{api}/admin/redis_ping", headers={"Authorization": f"Bearer {token}"}, timeout=5)
-        return Check(
+        return Finding(
             "redis_ping",
             r.status_code == 200 and r.json().get("ok") is True,
             f"GET /admin/redis_ping -> {r.status_code} {r.text[:100]}",
         )
     except requests.RequestException as exc:
-        return Check("redis_ping", False, f"API unreachable: {type(exc).__name__}")
+        return Finding("redis_ping", False, f"API unreachable: {type(exc).__name__}")
 
 
-def _round_trip(api: str, *, timeout: float, api_key: str | None) -> Check:
+def _round_trip(api: str, *, timeout: float, api_key: str | None) -> Finding:
     headers = {"X-API-Key": api_key} if api_key else {}
     t0 = time.monotonic()
     try:
         r = requests.post(f"{api}/analyze", json={"model": "diabetes", "rows": [ROW]}, headers=headers, timeout=10)
         if r.status_code != 202:
-            return Check("round_trip", False, f"POST /analyze -> {r.status_code} {r.text[:200]}")
+            return Finding("round_trip", False, f"POST /analyze -> {r.status_code} {r.text[:200]}")
         job_id = r.json()["job_id"]
         view: dict[str, Any] = {}
         while time.monotonic() - t0 < timeout:
@@ -78,10 +81,10 @@ def _round_trip(api: str, *, timeout: float, api_key: str | None) -> Check:
                 break
             time.sleep(0.1)
     except (requests.RequestException, ValueError, KeyError) as exc:
-        return Check("round_trip", False, f"{type(exc).__name__}: {exc}")
+        return Finding("round_trip", False, f"{type(exc).__name__}: {exc}")
     took = time.monotonic() - t0
     if view.get("status") != "finished":
-        return Check(
+        return Finding(
             "round_trip",
             False,
             f"job {job_id} is {view.get('status')} after {took:.1f} s: {view.get('error', '')[:200]}",
@@ -92,7 +95,7 @@ def _round_trip(api: str, *, timeout: float, api_key: str | None) -> Check:
         abs(res["base_value"] + sum(row) - p) for row, p in zip(res["shap_values"], res["predictions"], strict=True)
     )
     ok = err <= 1e-6 * max(1.0, max(abs(p) for p in res["predictions"]))
-    return Check(
+    return Finding(
         "round_trip",
         ok,
         f"job {job_id} finished in {took:.2f} s; additivity error {err:.1e}",
@@ -100,13 +103,9 @@ def _round_trip(api: str, *, timeout: float, api_key: str | None) -> Check:
     )
 
 
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _workers(r: Redis, queue: str, bound: float) -> Check:
+def _workers(r: Redis, queue: str, bound: float) -> Finding:
     now = time.time()
-    names = sorted(_s(k).removeprefix("rq:worker:") for k in r.smembers(f"rq:workers:{queue}"))
+    names = sorted(str(text(k)).removeprefix("rq:worker:") for k in r.smembers(f"rq:workers:{queue}"))
     rows, silent = [], []
     for name in names:
         if not r.exists(f"rq:worker:{name}"):
@@ -117,7 +116,7 @@ def _workers(r: Redis, queue: str, bound: float) -> Check:
         if age is not None and age > bound:
             silent.append(name)
     if not rows:
-        return Check("workers", False, f"no worker registered on queue {queue}")
+        return Finding("workers", False, f"no worker registered on queue {queue}")
     with_fix = sum(1 for w in rows if w["fix"])
     ok = not silent and with_fix > 0
     detail = f"{len(rows)} worker(s), {with_fix} with the recovery layer"
@@ -125,21 +124,21 @@ def _workers(r: Redis, queue: str, bound: float) -> Check:
         detail += f"; silent past {bound:.0f} s: {', '.join(silent)}"
     if not with_fix:
         detail += "; none runs the recovery layer: a dead worker's job would stay started"
-    return Check("workers", ok, detail, {"workers": rows})
+    return Finding("workers", ok, detail, {"workers": rows})
 
 
-def _no_stuck(r: Redis, queue: str, bound: float) -> Check:
+def _no_stuck(r: Redis, queue: str, bound: float) -> Finding:
     now = time.time()
     clients = {c.get("name", "") for c in r.client_list()}
     stuck: list[dict[str, Any]] = []
     wip = cast(list[tuple[bytes, float]], r.zrange(f"rq:wip:{queue}", 0, -1, withscores=True))
     for member, deadline in wip:
-        job_id = _s(member).split(":")[0]
+        job_id = str(text(member)).split(":")[0]
         if r.exists(f"shap:live:{job_id}"):
             continue  # the recovery layer's lease says its worker is alive
         beat = r.hget(f"shap:track:{job_id}", "heartbeat_at")
         silent = now - float(beat) if beat else None  # None: not run by the recovery layer
-        worker = _s(r.hget(f"rq:job:{job_id}", "worker_name") or "")
+        worker = text(r.hget(f"rq:job:{job_id}", "worker_name")) or ""
         dead = bool(worker) and worker not in clients and f"shapfix:{worker}" not in clients
         if deadline < now or (silent is not None and silent > bound) or (silent is None and dead):
             stuck.append({"job_id": job_id, "worker": worker, "worker_connected": not dead})
@@ -148,12 +147,12 @@ def _no_stuck(r: Redis, queue: str, bound: float) -> Check:
         if not stuck
         else f"{len(stuck)} job(s) stuck in started: " + ", ".join(s["job_id"] for s in stuck)
     )
-    return Check("no_stuck", not stuck, detail, {"stuck": stuck})
+    return Finding("no_stuck", not stuck, detail, {"stuck": stuck})
 
 
-def _render_yaml(path: Path, api: str) -> Check:
+def _render_yaml(path: Path, api: str) -> Finding:
     if not path.exists():
-        return Check("render_yaml", None, f"skipped: {path} not found")
+        return Finding("render_yaml", None, f"skipped: {path} not found")
     problems = []
     doc = yaml.safe_load(path.read_text())
     services = {s.get("type"): s for s in doc.get("services", [])}
@@ -183,7 +182,7 @@ def _render_yaml(path: Path, api: str) -> Check:
             problems.append(f"healthCheckPath {health} unreachable")
     if services.get("keyvalue", {}).get("maxmemoryPolicy") != "noeviction":
         problems.append("keyvalue maxmemoryPolicy is not noeviction: Redis may evict queued jobs")
-    return Check("render_yaml", not problems, "; ".join(problems) or f"{path} matches the code")
+    return Finding("render_yaml", not problems, "; ".join(problems) or f"{path} matches the code")
 
 
 def verify(
@@ -196,7 +195,7 @@ def verify(
     render_yaml: Path | None = None,
     timeout: float = 60.0,
     bound: float = 8.0,
-) -> list[Check]:
+) -> list[Finding]:
     api = api_url.rstrip("/")
     r = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=3)
     checks = [_ping(api), _redis_ping(api, admin_token), _round_trip(api, timeout=timeout, api_key=api_key)]

@@ -17,13 +17,15 @@ import struct
 import threading
 from dataclasses import dataclass
 
-__all__ = ["TcpProxy", "ProxyStats"]
+from harness.defaults import PROXY_BUFSIZE, PROXY_CONNECT_TIMEOUT_S
 
-_BUFSIZE = 64 * 1024
+__all__ = ["ProxyStats", "TcpProxy"]
 
 
 @dataclass
 class ProxyStats:
+    """What the proxy did, counted: a test reads it to see that a cut really cut."""
+
     accepted: int = 0  # connections forwarded
     refused: int = 0  # connections closed at once because the proxy was cut
     cuts: int = 0  # times cut() tore connections down
@@ -36,8 +38,13 @@ def _hard_close(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     except OSError:
         pass
+    _close(sock)
+
+
+def _close(sock: socket.socket) -> None:
+    """Shut down, which wakes a thread blocked in recv() on this socket, and close."""
     try:
-        sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv() on this socket
+        sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
     try:
@@ -57,7 +64,7 @@ class TcpProxy:
         listen_host: str = "127.0.0.1",
         port: int = 0,
         name: str = "proxy",
-        connect_timeout: float = 2.0,
+        connect_timeout: float = PROXY_CONNECT_TIMEOUT_S,
     ) -> None:
         self.target = (target_host, int(target_port))
         self.name = name
@@ -184,7 +191,7 @@ class TcpProxy:
     def _pump(self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, socket.socket]) -> None:
         try:
             while True:
-                data = src.recv(_BUFSIZE)
+                data = src.recv(PROXY_BUFSIZE)
                 if not data:
                     break
                 dst.sendall(data)
@@ -196,11 +203,4 @@ class TcpProxy:
             self._pairs.discard(pair)
         if owned:
             for sock in pair:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                try:
-                    sock.close()
-                except OSError:
-                    pass
+                _close(sock)

@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+import pytest
+
 from harness.defaults import PROGRESS_LIVE_EVERY_S, PROGRESS_PLAIN_EVERY_S
 from harness.workload.history import FAULT_INJECTED, NOTE, TERMINAL, History
 
-__all__ = ["Progress", "PLAIN_EVERY_S", "LIVE_EVERY_S"]
+__all__ = ["LIVE_EVERY_S", "PLAIN_EVERY_S", "Progress", "ProgressPlugin"]
 
 LIVE_EVERY_S = PROGRESS_LIVE_EVERY_S
 PLAIN_EVERY_S = PROGRESS_PLAIN_EVERY_S
@@ -223,3 +225,39 @@ class Progress:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+class ProgressPlugin:
+    """Registered when scenarios were collected: drives `Progress` from pytest's hooks."""
+
+    def __init__(self, config: pytest.Config, progress: Progress, nodeids: set[str]) -> None:
+        self.config = config
+        self.progress = progress
+        self.nodeids = nodeids
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config):
+        """Scenario tests print their own result line, not pytest's dot, in quiet modes."""
+        if config.get_verbosity() > 0 or report.nodeid not in self.nodeids or hasattr(report, "wasxfail"):
+            return None
+        if report.when == "call":  # no letter; the word still names the outcome in the short summary
+            return report.outcome, "", report.outcome.upper()
+        return None  # setup/teardown: pytest's own (nothing when they pass, "E" when they error)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple) -> None:
+        if nodeid in self.nodeids:  # outside output capture, after pytest wrote its own prefix
+            self.progress.start(str(location[2]).removeprefix("test_").replace("_", "-"))
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        outcome = yield
+        if item.nodeid not in self.nodeids:
+            return
+        rep = outcome.get_result()
+        if rep.when == "call" or rep.failed or rep.skipped:
+            self.progress.set_outcome(rep.outcome)
+        if rep.skipped and isinstance(rep.longrepr, tuple) and len(rep.longrepr) == 3:
+            self.progress.set_note(str(rep.longrepr[2]).removeprefix("Skipped: "))
+        if rep.when == "teardown":
+            self.progress.finish()

@@ -14,11 +14,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.defaults import REPORT_PACKAGES
+from harness.defaults import ENV_FILE, REPORT_PACKAGES
 
 __all__ = ["ENV_FILE", "collect_environment", "rerun_command", "write_environment"]
-
-ENV_FILE = "env.json"
 
 
 def _version(dist: str) -> str | None:

@@ -22,8 +22,15 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from harness.checkers.core import TERMINAL_STATUSES
-from harness.defaults import MAX_BANNER_STUCK, MAX_DIAGNOSE_CHARS, MAX_NOTES, MAX_TRAIL_EVENTS, MAX_TRAILS
+from harness.defaults import (
+    MAX_BANNER_STUCK,
+    MAX_DIAGNOSE_CHARS,
+    MAX_NOTES,
+    MAX_TRAIL_EVENTS,
+    MAX_TRAILS,
+    REPORT_FILE,
+    TERMINAL_STATUSES,
+)
 from harness.report.environment import ENV_FILE, rerun_command
 from harness.report.formatting import anchor, cell, data_text, human_bytes, num
 from harness.report.model import JobTrack, RunView, ScenarioView, read_run
@@ -31,7 +38,6 @@ from harness.report.svg import COLOURS, histogram_svg, overview_svg, timeline_sv
 
 __all__ = ["REPORT_FILE", "page", "render"]
 
-REPORT_FILE = "index.html"
 #: Words that make a history note worth showing above a scenario's timeline.
 _NOTE_WORDS = ("not injected", "failed to", "exited on its own", "crashed", "error", "did not answer")
 

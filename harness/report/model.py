@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.checkers.core import TERMINAL_STATUSES, AllTerminal, NoLost, RecoveryTime
+from harness.checkers import AllTerminal, NoLost, RecoveryTime
+from harness.defaults import DIAGNOSE_FILE, HISTORY_FILE, TERMINAL_STATUSES
 from harness.report.environment import ENV_FILE
 from harness.report.summary import SUMMARY_FILE, ScenarioEntry, Summary, read_summary
 from harness.workload.history import (
@@ -49,9 +50,6 @@ __all__ = [
     "read_run",
     "read_scenario",
 ]
-
-HISTORY_FILE = "history.jsonl"
-DIAGNOSE_FILE = "diagnose.json"
 
 
 class ReportError(RuntimeError):

@@ -28,6 +28,8 @@ from typing import Annotated, Any, Literal, NotRequired, TypeVar
 from pydantic import ConfigDict, PlainValidator, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
+from harness.defaults import SUMMARY_FILE
+
 __all__ = [
     "SUMMARY_FILE",
     "VERDICTS",
@@ -41,7 +43,6 @@ __all__ = [
     "validate_summary",
 ]
 
-SUMMARY_FILE = "summary.json"
 VERDICTS = ("pass", "fail", "unknown")
 
 _Verdict = Literal["pass", "fail", "unknown"]

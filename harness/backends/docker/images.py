@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.backends.docker.reaper import LABEL_MANAGED
+
 if TYPE_CHECKING:
     from docker import DockerClient
 
@@ -75,7 +77,7 @@ RECIPE = 1
 
 BASE_REPO = "shap-chaos-base"
 APP_REPO = "shap-chaos"
-MANAGED = "harness.managed"
+MANAGED = LABEL_MANAGED
 KIND = "harness.kind"
 BUILD_COMMAND = "harness images build --offline"
 _HOW_TO_BUILD = f"build them with `{BUILD_COMMAND}` (same as `python -m harness images build --offline`)"

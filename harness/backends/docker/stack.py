@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import signal
-import socket
 import tempfile
 import threading
 import time
@@ -41,42 +39,35 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-# Before testcontainers is imported anywhere: its Ryuk reaper would be pulled from Docker Hub.
-os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
-
-import psutil  # noqa: E402
 from redis import Redis  # noqa: E402
 
 import harness.backends.docker.images as images  # noqa: E402
-from harness.backends.base import Unsupported, worker_argv  # noqa: E402
-from harness.backends.local.stack import EnvironmentMissing, ServiceClient, StackConfig, free_port, new_run_id  # noqa: E402
+from harness.backends.base import (  # noqa: E402
+    Unsupported,
+    worker_argv,
+)
+from harness.backends.client import ServiceClient
+from harness.backends.config import StackConfig, free_port, new_run_id
+from harness.backends.docker.engine import preflight
+from harness.backends.docker.reaper import (
+    LABEL_MANAGED,
+    LABEL_NAME,
+    LABEL_OWNER,
+    LABEL_ROLE,
+    LABEL_RUN,
+    owner_label,
+    reap_leftovers,
+    remove_run,
+)
+from harness.backends.docker.worker import Box, DockerWorker
 from harness.backends.readiness import http_ok, redis_pings, rq_worker_registered  # noqa: E402
 from harness.wait import wait_until  # noqa: E402
 
 if TYPE_CHECKING:
     from docker import DockerClient
-    from testcontainers.core.container import DockerContainer
     from testcontainers.core.network import Network
 
-__all__ = [
-    "LABEL_MANAGED",
-    "LABEL_OWNER",
-    "LABEL_RUN",
-    "DockerStack",
-    "DockerUnavailable",
-    "DockerWorker",
-    "docker_problem",
-    "preflight",
-    "reap_leftovers",
-    "remove_run",
-    "run_objects",
-]
-
-LABEL_RUN = "harness.run"
-LABEL_MANAGED = "harness.managed"
-LABEL_OWNER = "harness.owner"
-LABEL_ROLE = "harness.role"
-LABEL_NAME = "harness.name"
+__all__ = ["DockerStack"]
 
 #: Ports inside the containers.
 REDIS_PORT = 6379
@@ -87,342 +78,6 @@ REDIS_ALIAS = "redis"
 #: Docker's embedded DNS can drop a query for a container that is being started again (a
 #: restarted Redis); glibc's default then waits 5 s, longer than a lease. Ask again after 1 s.
 RESOLVER_OPTIONS = ["timeout:1", "attempts:3"]
-
-HOW_TO_ENABLE = (
-    "start an engine and build the images with scripts/ci_docker.sh (or `harness images build --offline` "
-    "once an engine answers), and pip install -e '.[docker]'"
-)
-
-
-class DockerUnavailable(EnvironmentMissing):
-    """No Docker engine answers, the SDK is missing, or the images are not built (exit code 3)."""
-
-
-def docker_problem(timeout: float = 5.0) -> str | None:
-    """Why the docker backend cannot run here (SDK, CLI, engine), or None when it can."""
-    try:
-        import docker
-        import testcontainers  # noqa: F401
-    except ImportError as exc:
-        return f"the docker extra is not installed ({exc.name}); pip install -e '.[docker]'"
-    if not shutil.which("docker"):
-        return "the docker CLI is not installed"
-    try:
-        client = docker.from_env(timeout=timeout)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except Exception as exc:  # noqa: BLE001 - any failure means: no engine
-        return f"no Docker engine answers ({type(exc).__name__})"
-    return None
-
-
-def preflight(service_image: str | None = None, redis_image: str | None = None) -> tuple[str, str]:
-    """An engine answers and both images exist on it (never pulls); returns the image names.
-
-    Raises DockerUnavailable (an EnvironmentMissing: exit code 3 in the CLI) naming what to do.
-    """
-    problem = docker_problem()
-    if problem:
-        raise DockerUnavailable(f"docker backend: {problem}; to enable: {HOW_TO_ENABLE}")
-    service_image = service_image or images.service_image()
-    redis_image = redis_image or images.redis_image()
-    try:
-        images.require_images([service_image, redis_image])
-    except images.ImagesMissing as exc:
-        raise DockerUnavailable(f"docker backend: {exc}") from None
-    return service_image, redis_image
-
-
-def _owner() -> str:
-    me = psutil.Process()
-    return f"{socket.gethostname()}:{me.pid}:{me.create_time():.0f}"
-
-
-def _owner_gone(owner: str | None) -> bool:
-    """True for an owner label of this host whose process no longer exists."""
-    if not owner:
-        return True  # unlabelled harness object: no one owns it
-    host, _, rest = owner.partition(":")
-    pid_s, _, started = rest.partition(":")
-    if host != socket.gethostname():
-        return False  # another machine's run on a shared engine: not ours to judge
-    try:
-        proc = psutil.Process(int(pid_s))
-        return started != "" and f"{proc.create_time():.0f}" != started
-    except (psutil.NoSuchProcess, ValueError):
-        return True
-
-
-def _remove_where(client: DockerClient, keep: Callable[[dict[str, str]], bool]) -> list[str]:
-    """Remove containers, then networks, then volumes labelled harness.run unless `keep(labels)`."""
-    removed: list[str] = []
-    flt = {"label": [LABEL_RUN, f"{LABEL_MANAGED}=true"]}
-    # ignore_removed: a container can vanish between the list and its inspect (a parallel reap).
-    for c in client.containers.list(all=True, filters=flt, ignore_removed=True):
-        if keep(c.labels):
-            continue
-        try:
-            if c.status == "paused":
-                c.unpause()
-            c.remove(force=True, v=True)
-            removed.append(f"container {c.name}")
-        except Exception:  # noqa: BLE001 - gone meanwhile
-            pass
-    for n in client.networks.list(filters=flt):
-        if keep(n.attrs.get("Labels") or {}):
-            continue
-        try:
-            n.remove()
-            removed.append(f"network {n.name}")
-        except Exception:  # noqa: BLE001
-            pass
-    for v in client.volumes.list(filters=flt):
-        if keep(v.attrs.get("Labels") or {}):
-            continue
-        try:
-            v.remove(force=True)
-            removed.append(f"volume {v.name}")
-        except Exception:  # noqa: BLE001
-            pass
-    return removed
-
-
-def reap_leftovers(client: DockerClient | None = None) -> list[str]:
-    """Remove what earlier runs left behind (their owner process is gone): Ryuk's job, by label."""
-    import docker
-
-    client = client or docker.from_env()
-    return _remove_where(client, lambda labels: not _owner_gone(labels.get(LABEL_OWNER)))
-
-
-def remove_run(run_id: str, client: DockerClient | None = None) -> list[str]:
-    """Remove every container, network and volume labelled `harness.run=<run_id>`."""
-    import docker
-
-    client = client or docker.from_env()
-    return _remove_where(client, lambda labels: labels.get(LABEL_RUN) != run_id)
-
-
-def run_objects(run_id: str, client: DockerClient | None = None) -> list[str]:
-    """What still exists with `harness.run=<run_id>` (containers, networks, volumes)."""
-    import docker
-
-    client = client or docker.from_env()
-    flt = {"label": f"{LABEL_RUN}={run_id}"}
-    found = [f"container {c.name}" for c in client.containers.list(all=True, filters=flt, ignore_removed=True)]
-    found += [f"network {n.name}" for n in client.networks.list(filters=flt)]
-    found += [f"volume {v.name}" for v in client.volumes.list(filters=flt)]
-    return found
-
-
-# One exec script per need; the image has a POSIX sh but not necessarily procps.
-#: Children of the worker parent (PID 1 of the container): the work-horse(s). `docker exec`
-#: processes have PPID 0 inside the container's pid namespace, so they never match.
-_HORSES = 'for d in /proc/[0-9]*; do set -- $(cat "$d/stat" 2>/dev/null); [ "$4" = 1 ] && echo "$1"; done; true'
-_KILL_HORSES = (
-    'for d in /proc/[0-9]*; do set -- $(cat "$d/stat" 2>/dev/null); '
-    '[ "$4" = 1 ] && kill -9 "$1" 2>/dev/null && echo "$1"; done; true'
-)
-
-
-class _Box:
-    """One container of the stack: its testcontainers object and how to talk about it."""
-
-    def __init__(self, name: str, container: DockerContainer) -> None:
-        self.name = name
-        self.tc = container
-
-    @property
-    def raw(self) -> Any:
-        return self.tc.get_wrapped_container()
-
-    @property
-    def started(self) -> bool:
-        return self.tc._container is not None
-
-    def reload(self) -> Any:
-        raw = self.raw
-        raw.reload()
-        return raw
-
-    def status(self) -> str:
-        try:
-            return str(self.reload().status)
-        except Exception:  # noqa: BLE001 - removed
-            return "removed"
-
-    def state(self) -> dict[str, Any]:
-        try:
-            raw = self.reload()
-        except Exception:  # noqa: BLE001
-            return {"status": "removed"}
-        st = raw.attrs.get("State", {})
-        return {
-            "id": raw.short_id,
-            "status": raw.status,
-            "oom_killed": st.get("OOMKilled"),
-            "exit_code": st.get("ExitCode"),
-            "pid": st.get("Pid"),
-        }
-
-    def alive(self) -> bool:
-        return self.started and self.status() in ("running", "paused", "restarting")
-
-    def wait_exit(self, timeout: float) -> int | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.state()
-            if state["status"] in ("exited", "dead", "removed"):
-                return state.get("exit_code")
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.05)
-
-    def kill(self) -> dict[str, Any]:
-        """`docker kill` (SIGKILL to PID 1: the kernel then kills every process of the container)."""
-        raw = self.raw
-        if raw.status == "paused" or self.status() == "paused":
-            raw.unpause()  # a frozen process cannot die until thawed
-        raw.kill()
-        code = self.wait_exit(10)
-        return {"container": raw.short_id, "signal": "SIGKILL", "exit_code": code}
-
-    def start_again(self) -> None:
-        self.raw.start()
-
-    def exec_sh(self, script: str, *, user: str = "0") -> str:
-        result = self.raw.exec_run(["sh", "-c", script], user=user)
-        if result.exit_code != 0:
-            raise Unsupported(f"docker exec in {self.name} failed ({result.exit_code}): {result.output[-300:]!r}")
-        return result.output.decode(errors="replace")
-
-    def logs(self, lines: int | None = None) -> str:
-        try:
-            raw = self.raw.logs(tail=lines) if lines else self.raw.logs()
-            return raw.decode(errors="replace")
-        except Exception as exc:  # noqa: BLE001
-            return f"(no logs: {type(exc).__name__})"
-
-    def remove(self) -> None:
-        if not self.started:
-            return
-        try:
-            if self.status() == "paused":
-                self.raw.unpause()
-            self.tc.stop(force=True, delete_volume=True)
-        except Exception:  # noqa: BLE001 - gone already; remove_run sweeps anyway
-            pass
-
-
-class DockerWorker:
-    """A worker container (a `harness.backends.base.WorkerControl`)."""
-
-    def __init__(self, name: str, box: _Box, stack: DockerStack, mem_limit_mb: int | None) -> None:
-        self.name = name
-        self.box = box
-        self.stack = stack
-        self.mem_limit_mb = mem_limit_mb
-        self._stopper: threading.Thread | None = None
-        self._starter: threading.Thread | None = None
-        self._start_error: BaseException | None = None
-        self._t0 = time.monotonic()
-
-    def _launch(self) -> None:
-        """Create and start the container on a thread: a restart must not delay the fault's record."""
-
-        def run() -> None:
-            try:
-                self.box.tc.start()
-            except BaseException as exc:  # noqa: BLE001 - raised by wait_started
-                self._start_error = exc
-
-        self._starter = threading.Thread(target=run, name=f"docker-start-{self.name}", daemon=True)
-        self._starter.start()
-
-    def wait_started(self, timeout: float = 60.0) -> None:
-        """The container exists and was started (raises what starting it raised)."""
-        if self._starter is not None:
-            self._starter.join(timeout)
-            if self._starter.is_alive():
-                raise TimeoutError(f"starting container {self.name} took over {timeout:.0f} s")
-        if self._start_error is not None:
-            raise self._start_error
-
-    def __repr__(self) -> str:
-        return f"DockerWorker({self.name!r})"
-
-    @property
-    def container_id(self) -> str:
-        return str(self.box.raw.id)
-
-    def alive(self) -> bool:
-        if self._starter is not None and self._starter.is_alive():
-            return True  # being started: it will run (readiness waits for it)
-        return self.box.alive()
-
-    def state(self) -> dict[str, Any]:
-        """Container id, status, State.OOMKilled, exit code, host pid of PID 1."""
-        return self.box.state()
-
-    def exit_code(self) -> int | None:
-        state = self.box.state()
-        return state.get("exit_code") if state["status"] in ("exited", "dead") else None
-
-    def wait_exit(self, timeout: float = 5.0) -> int | None:
-        return self.box.wait_exit(timeout)
-
-    def horse_pids(self) -> list[int]:
-        if self.box.status() != "running":
-            return []
-        try:
-            return [int(p) for p in self.box.exec_sh(_HORSES).split()]
-        except Exception:  # noqa: BLE001 - exited meanwhile
-            return []
-
-    def kill(self) -> dict[str, Any]:
-        return self.box.kill()
-
-    def kill_horse(self) -> list[int]:
-        """`docker exec` (as root) a `kill -9` of PID 1's children: the horse only."""
-        return [int(p) for p in self.box.exec_sh(_KILL_HORSES).split()]
-
-    def pause(self) -> dict[str, Any]:
-        self.box.raw.pause()
-        return {"container": self.box.raw.short_id, "how": "docker pause"}
-
-    def resume(self) -> None:
-        if self.box.status() == "paused":
-            self.box.raw.unpause()
-
-    def terminate(self, grace_s: float = 30.0) -> dict[str, Any]:
-        """`docker stop -t grace_s` in the background: SIGTERM now, SIGKILL after the grace."""
-        raw = self.box.raw
-
-        def stop() -> None:
-            try:
-                raw.stop(timeout=int(grace_s))
-            except Exception:  # noqa: BLE001 - removed at teardown meanwhile
-                pass
-
-        self._stopper = threading.Thread(target=stop, name=f"docker-stop-{self.name}", daemon=True)
-        self._stopper.start()
-        return {"container": raw.short_id, "how": f"docker stop -t {int(grace_s)}"}
-
-    def partition(self) -> dict[str, Any]:
-        """`docker network disconnect`: the container has no route to Redis (nor anything else)."""
-        self.stack.network_client().disconnect(self.container_id, force=True)
-        return {"container": self.box.raw.short_id, "how": "docker network disconnect"}
-
-    def heal_partition(self) -> None:
-        net = self.stack.network_client()
-        net.reload()
-        if self.container_id not in {c.id for c in net.containers}:
-            net.connect(self.container_id, aliases=[self.name])
-
-    def log_tail(self, lines: int = 30) -> str:
-        return self.box.logs(lines)
 
 
 class DockerStack(ServiceClient):
@@ -454,14 +109,14 @@ class DockerStack(ServiceClient):
         self.api_port = 0
         self.workers: list[DockerWorker] = []
         self.startup_s: dict[str, float] = {}
-        self.redis_box: _Box | None = None
-        self.api_box: _Box | None = None
+        self.redis_box: Box | None = None
+        self.api_box: Box | None = None
         self._worker_seq = 0
         self._redis: Redis | None = None
         self._client: DockerClient | None = None
         self._network: Network | None = None
         self._volume: Any = None
-        self._labels = {LABEL_RUN: self.run_id, LABEL_MANAGED: "true", LABEL_OWNER: _owner()}
+        self._labels = {LABEL_RUN: self.run_id, LABEL_MANAGED: "true", LABEL_OWNER: owner_label()}
         self._token = secrets.token_hex(3)  # worker names: w1-<token>, unique across runs
         self._events: list[dict[str, Any]] = []
         self._events_lock = threading.Lock()
@@ -489,16 +144,6 @@ class DockerStack(ServiceClient):
         return f"redis://{auth}{REDIS_ALIAS}:{REDIS_PORT}/0"
 
     @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    @property
-    def redis(self) -> Redis:
-        if self._redis is None:
-            self._redis = Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)
-        return self._redis
-
-    @property
     def client(self) -> DockerClient:
         if self._client is None:
             import docker
@@ -517,7 +162,7 @@ class DockerStack(ServiceClient):
         )
 
     def unsupported(self, fault: str) -> str | None:
-        """Every fault has a container form (see harness.nemesis.faults)."""
+        """Every fault has a container form (see harness.nemesis)."""
         return None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -564,7 +209,7 @@ class DockerStack(ServiceClient):
         self.startup_s["total"] = time.monotonic() - t0
         return self
 
-    def _container(self, role: str, name: str, command: Sequence[str], **kwargs: Any) -> _Box:
+    def _container(self, role: str, name: str, command: Sequence[str], **kwargs: Any) -> Box:
         from testcontainers.core.container import DockerContainer
 
         image = self.redis_image if role == "redis" else self.service_image
@@ -580,7 +225,7 @@ class DockerStack(ServiceClient):
             dns_opt=RESOLVER_OPTIONS,
             **kwargs,
         )
-        return _Box(name, container)
+        return Box(name, container)
 
     def start_redis(self) -> None:
         """Create and start the Redis container, or start it again after `kill_redis`."""
@@ -720,7 +365,7 @@ class DockerStack(ServiceClient):
 
     # -- teardown ----------------------------------------------------------------------------
 
-    def _boxes(self) -> list[_Box]:
+    def _boxes(self) -> list[Box]:
         return [w.box for w in self.workers] + [b for b in (self.api_box, self.redis_box) if b is not None]
 
     def save_logs(self) -> None:

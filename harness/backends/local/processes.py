@@ -11,21 +11,23 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
 
+from harness.wait import eventually
+
 __all__ = [
+    "OWNER_ENV",
+    "RUN_ID_ENV",
     "ManagedProcess",
     "kill_tree",
+    "labels_of",
     "leftovers",
     "reap_leftovers",
     "title_label",
-    "labels_of",
-    "RUN_ID_ENV",
-    "OWNER_ENV",
+    "wait_gone",
 ]
 
 RUN_ID_ENV = "HARNESS_RUN_ID"
@@ -186,9 +188,9 @@ def reap_leftovers(*, run_id: str | None = None) -> list[int]:
 
 
 def wait_gone(pids: Sequence[int], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
-            return True
-        time.sleep(0.05)
-    return False
+    """True once none of `pids` runs (zombies count as gone), False after `timeout` s."""
+
+    def gone() -> bool:
+        return not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+
+    return bool(eventually(gone, timeout=timeout))

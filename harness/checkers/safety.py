@@ -1,0 +1,187 @@
+"""Safety: no job runs more often than its faults explain, no zombie overwrites a newer attempt,
+and every finished result is a real SHAP explanation (additivity holds)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from harness.checkers.attribution import attributed
+from harness.checkers.verdict import Verdict, events_by_job
+from harness.defaults import ADDITIVITY_RTOL, SELF_FAULTING_KINDS, TERMINAL_STATUSES
+from harness.workload.history import ACCEPTED, TERMINAL, History
+
+__all__ = ["Duplicates", "Reexecutions", "ResultCorrect", "additivity_errors"]
+
+
+def _result_key(result: Any) -> str:
+    return json.dumps(result, sort_keys=True, default=str)
+
+
+class Duplicates:
+    """Report re-executions; fail only when terminal outcomes conflict.
+
+    At-least-once delivery makes re-runs expected after a kill, so they are
+    shown, not failed. Two terminal events that disagree (status or result)
+    mean a late zombie overwrote a newer attempt: that is a real bug.
+    """
+
+    name = "duplicates"
+
+    def __init__(self, *, max_executions: int | None = None) -> None:
+        self.max_executions = max_executions
+
+    def check(self, history: History) -> Verdict:
+        duplicated: dict[str, dict[str, int]] = {}
+        conflicts: dict[str, dict[str, Any]] = {}
+        over_max: dict[str, int] = {}
+        late_total = 0
+        for job_id, terms in events_by_job(history, TERMINAL).items():
+            executions = max(int(e.data.get("executions") or 0) for e in terms)
+            late_total += max(int(e.data.get("late_completions") or 0) for e in terms)
+            if executions > 1 or len(terms) > 1:
+                duplicated[job_id] = {
+                    "executions": executions,
+                    "terminal_events": len(terms),
+                }
+            statuses = sorted({str(e.data.get("status")) for e in terms})
+            results = {_result_key(e.data["result"]) for e in terms if e.data.get("result") is not None}
+            if len(statuses) > 1 or len(results) > 1:
+                conflicts[job_id] = {"statuses": statuses, "distinct_results": len(results)}
+            if self.max_executions is not None and executions > self.max_executions:
+                over_max[job_id] = executions
+        details = {
+            "duplicated_jobs": len(duplicated),
+            "duplicates": duplicated,
+            "late_completions": late_total,
+            "conflicts": conflicts,
+            "max_executions": self.max_executions,
+            "over_max_executions": over_max,
+        }
+        return Verdict(self.name, not conflicts and not over_max, details)
+
+
+class Reexecutions:
+    """No job runs more often than the faults that hit it explain: at most 1 + hits.
+
+    Re-running a job its worker lost is the point of recovery; re-running one nobody broke
+    means the recovery layer took a live job (a sweeper that cannot tell slow from dead), or
+    two sweepers both requeued a dead one. A fault that names a job hits that job; one that
+    names none hits every job accepted and not yet terminal at that time (generous on purpose).
+    Jobs whose own kind is the fault (a job that hangs or eats memory is retried by design)
+    are not judged.
+    """
+
+    name = "reexecutions"
+    SELF_FAULTING = SELF_FAULTING_KINDS
+
+    def check(self, history: History) -> Verdict:
+        accepted: dict[str, None] = {}
+        done: set[str] = set()
+        hits: dict[str, int] = {}
+        executions: dict[str, int] = {}
+        exempt: set[str] = set()
+        for e, fault in attributed(history):
+            if e.kind == ACCEPTED and e.job_id is not None:
+                accepted.setdefault(e.job_id, None)
+                if e.data.get("job_kind") in self.SELF_FAULTING:
+                    exempt.add(e.job_id)
+            elif e.kind == TERMINAL and e.job_id is not None:
+                if e.data.get("status") in TERMINAL_STATUSES:
+                    done.add(e.job_id)
+                executions[e.job_id] = max(executions.get(e.job_id, 0), int(e.data.get("executions") or 0))
+            elif fault is not None:
+                in_flight = [j for j in accepted if j not in done]
+                for job_id in [fault.named] if fault.named is not None else in_flight:
+                    hits[job_id] = hits.get(job_id, 0) + 1
+        unexplained = {
+            j: {"executions": n, "faults": hits.get(j, 0)}
+            for j, n in executions.items()
+            if n > 1 + hits.get(j, 0) and j not in exempt
+        }
+        return Verdict(self.name, not unexplained, {"unexplained": unexplained, "jobs": len(executions)})
+
+
+def _scalar(value: Any) -> float:
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise ValueError(f"expected a number or 1-element list, got {len(value)} entries")
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"non-numeric value {value!r}")
+    return float(value)
+
+
+def additivity_errors(result: Any) -> list[tuple[float, float]]:
+    """(|base + sum(shap_i) - pred_i|, pred_i) per row; ValueError if malformed."""
+    if not isinstance(result, dict):
+        raise ValueError("result is not an object")
+    try:
+        base = _scalar(result["base_value"])
+        shap = result["shap_values"]
+        preds = result["predictions"]
+    except KeyError as exc:
+        raise ValueError(f"result lacks {exc}") from exc
+    if not isinstance(shap, list) or not isinstance(preds, list):
+        raise ValueError("shap_values and predictions must be lists")
+    if len(shap) != len(preds):
+        raise ValueError(f"{len(shap)} shap rows for {len(preds)} predictions")
+    errors = []
+    for row, pred in zip(shap, preds, strict=True):
+        if not isinstance(row, list):
+            raise ValueError("shap_values row is not a list")
+        pred = _scalar(pred)
+        errors.append((abs(base + sum(_scalar(v) for v in row) - pred), pred))
+    return errors
+
+
+def _rank(err: float) -> float:
+    return math.inf if math.isnan(err) else err
+
+
+class ResultCorrect:
+    """Finished results must satisfy SHAP additivity: base + sum(shap) = pred.
+
+    A torn or mixed-up result (e.g. halves from two attempts) breaks it.
+    """
+
+    name = "result_correct"
+
+    def __init__(self, *, rtol: float = ADDITIVITY_RTOL) -> None:
+        self.rtol = rtol
+
+    def check(self, history: History) -> Verdict:
+        bad: dict[str, str] = {}
+        unchecked: list[str] = []
+        checked: set[str] = set()
+        worst: dict[str, Any] | None = None
+        for job_id, terms in events_by_job(history, TERMINAL).items():
+            finished = [e for e in terms if e.data.get("status") == "finished"]
+            with_result = [e for e in finished if e.data.get("result") is not None]
+            if finished and not with_result:
+                unchecked.append(job_id)
+            for e in with_result:
+                checked.add(job_id)
+                result = e.data["result"]
+                try:
+                    errors = additivity_errors(result)
+                except ValueError as exc:
+                    bad.setdefault(job_id, f"malformed result: {exc}")
+                    continue
+                for i, (err, pred) in enumerate(errors):
+                    tol = self.rtol * max(1.0, abs(pred))
+                    if not err <= tol:  # also catches NaN
+                        bad.setdefault(job_id, f"row {i}: error {err!r} > {tol!r}")
+                    if worst is None or _rank(err) > _rank(worst["error"]):
+                        worst = {"job_id": job_id, "row": i, "error": err}
+        details = {
+            "checked": len(checked),
+            "bad_jobs": list(bad),
+            "reasons": bad,
+            "worst": worst,
+            "unchecked": len(unchecked),
+            "unchecked_jobs": unchecked,
+            "rtol": self.rtol,
+        }
+        return Verdict(self.name, not bad, details)

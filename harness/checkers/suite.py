@@ -1,0 +1,28 @@
+"""The standard checker suite every chaos run is judged by, in report order."""
+
+from __future__ import annotations
+
+from harness.checkers.liveness import AllTerminal, NoLost
+from harness.checkers.meta import ExpectedOutcome
+from harness.checkers.safety import Duplicates, Reexecutions, ResultCorrect
+from harness.checkers.timing import RecoveryTime
+from harness.checkers.verdict import Checker
+
+__all__ = ["DEFAULT_CHECKER_NAMES", "default_checkers"]
+
+
+def default_checkers(*, bound_s: float) -> list[Checker]:
+    """The standard suite for a chaos run."""
+    return [
+        AllTerminal(),
+        NoLost(),
+        Duplicates(),
+        Reexecutions(),
+        ExpectedOutcome(),
+        ResultCorrect(),
+        RecoveryTime(bound_s=bound_s),
+    ]
+
+
+#: Their names: what a scenario runs unless it picks fewer (`Scenario.checkers`).
+DEFAULT_CHECKER_NAMES: tuple[str, ...] = tuple(c.name for c in default_checkers(bound_s=0.0))

@@ -1,0 +1,264 @@
+"""`run_scenario`: start a real stack, run the workload while the nemesis strikes, heal, judge.
+
+    result = run_scenario(SCENARIO, fix="bundled", seed=42, report_dir=Path("reports/out/x"))
+    assert result.passed, result.explain()
+
+The run follows Jepsen: start a real stack, run the workload while the nemesis injects the
+scheduled faults, then the final phase heals every fault, lets the stack settle, reads every
+job's final state, and only then judges the history with the checkers. The same seed gives
+the same workload and the same fault schedule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import Backend, make_stack
+from harness.backends.config import StackConfig, new_run_id
+from harness.backends.local.stack import Stack
+from harness.checkers import AllTerminal
+from harness.defaults import (
+    CLIENT_GRACE_S,
+    DIAGNOSE_FILE,
+    DIAGNOSE_TIMEOUT_S,
+    HISTORY_FILE,
+    REPAIR_EVERY_S,
+    REPAIR_TIMEOUT_S,
+)
+from harness.nemesis import FaultContext, fault_label
+from harness.run.nemesis_thread import NemesisThread
+from harness.run.result import ScenarioResult, judge
+from harness.run.scenario import PROFILES, Profile, RunPlan, Scenario
+from harness.workload import WorkloadRun
+from harness.workload.history import NOTE, History
+
+__all__ = ["run_scenario"]
+
+
+class _Repairer:
+    """Runs an external repair command every few seconds (a cron job beside stock RQ).
+
+    `cmd` may use {redis_url} and {queue}; each run's exit code and output tail is a note.
+    """
+
+    def __init__(self, cmd: str, stack: Backend, history: History, *, every_s: float) -> None:
+        self.argv = shlex.split(cmd.format(redis_url=stack.redis_url, queue=stack.config.queue))
+        self.history = history
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="repairer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=REPAIR_TIMEOUT_S + 5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                out = subprocess.run(self.argv, capture_output=True, text=True, timeout=REPAIR_TIMEOUT_S)
+                tail = (out.stdout + out.stderr).strip().splitlines()[-3:]
+                self.history.record(NOTE, text="repair command ran", repair_rc=out.returncode, output=tail)
+            except Exception as exc:  # noqa: BLE001
+                self.history.record(NOTE, text=f"repair command failed: {type(exc).__name__}: {exc}")
+
+
+def _redis_version(stack: Backend) -> str | None:
+    try:
+        return str(stack.redis.info("server").get("redis_version"))
+    except Exception:  # noqa: BLE001 - only shown in the report
+        return None
+
+
+def _capture_diagnosis(stack: Backend, history: History, path: Path) -> None:
+    """At the deadline, when jobs are not finished/failed: `diagnose-worker --json` (read-only)
+    into `path`. The report shows it beside the stuck jobs' event trails; the service is seen
+    only through its own CLI. Never raises: a missing diagnosis must not break the run."""
+    try:
+        if not AllTerminal().check(history).details.get("stuck"):
+            return
+    except Exception:  # noqa: BLE001
+        return
+    try:
+        argv = [sys.executable, "-m", "rq_recovery.diagnose_worker", "--redis-url", stack.redis_url]
+        argv += ["--queue", stack.config.queue, "--json"]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=DIAGNOSE_TIMEOUT_S)
+        try:
+            report: Any = json.loads(out.stdout)
+        except ValueError:
+            report = {"stdout": out.stdout[-4000:]}
+        data = {"exit_code": out.returncode, "report": report, "stderr": out.stderr[-2000:]}
+    except Exception as exc:  # noqa: BLE001 - a missing diagnosis must not break the run
+        data = {"error": f"{type(exc).__name__}: {exc}"}
+    data["t"] = history.record(NOTE, text="diagnose-worker --json captured: jobs not ended at the deadline").t
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    except OSError:
+        pass
+
+
+def _note_exited_workers(stack: Backend, ctx: FaultContext, history: History) -> None:
+    """Workers that died without a fault aimed at them (e.g. RQ quitting on a Redis error)."""
+    for handle in stack.workers:
+        with ctx.lock:
+            held = handle.name in ctx.held
+        if not held and not handle.alive():
+            code = handle.exit_code()
+            history.record(NOTE, text=f"worker {handle.name} exited on its own (exit code {code})", worker=handle.name)
+
+
+def _run_in(
+    stack: Backend,
+    history: History,
+    *,
+    scenario: Scenario,
+    plan: RunPlan,
+    fix: str,
+    seed: int | str,
+    prof: Profile,
+    repair_cmd: str | None,
+    repair_every_s: float,
+    diagnose_path: Path | None = None,
+) -> NemesisThread:
+    """The run itself on a started stack: workload + nemesis, then the final phase."""
+    workload, schedule = plan.workload, plan.schedule
+    soak = {"jobs": plan.soak.jobs, "minutes": plan.soak.minutes} if plan.soak is not None else None
+    history.record(
+        NOTE,
+        text=f"scenario {scenario.name} started",
+        fix=fix,
+        seed=str(seed),
+        profile=prof.name,
+        workers=[w.name for w in stack.workers],
+        schedule=[[at, fault_label(f, getattr(stack, "backend", "local"))] for at, f in schedule],
+        planned_jobs=workload.jobs,
+        planned_faults=None if plan.open_ended else len(schedule),  # a soak's nemesis runs while it submits
+        soak=soak,
+        backend=getattr(stack, "backend", "local"),
+        env=scenario.env_for(prof),
+        redis_version=_redis_version(stack),
+    )
+    seed_s = f"{seed}:{scenario.name}"
+    now = time.monotonic()
+    deadline = now + plan.deadline_s
+    submit_until = now + plan.submit_s if plan.submit_s is not None else None
+    run = WorkloadRun(
+        workload, api_url=stack.api_url, history=history, seed=seed_s, deadline=deadline, submit_until=submit_until
+    )
+    ctx = FaultContext(
+        stack=stack,
+        history=history,
+        rng=random.Random(f"faults:{seed_s}"),
+        fix=fix,
+        deadline=deadline,
+        kind_of=run.kind_of,
+    )
+    nem = NemesisThread(schedule, ctx, until=run.submissions_over if plan.open_ended else None)
+    repairer = _Repairer(repair_cmd, stack, history, every_s=repair_every_s) if repair_cmd else None
+    run.start()
+    nem.start()
+    if repairer:
+        repairer.start()
+    try:
+        run.join(timeout=max(0.0, deadline - time.monotonic()) + CLIENT_GRACE_S)
+    finally:
+        run.stop()
+        ctx.stop.set()  # faults still waiting for a target give up
+        nem.join()
+        if diagnose_path is not None:  # before healing: what an operator would see at the deadline
+            _capture_diagnosis(stack, history, diagnose_path)
+        nem.heal_all()  # final phase: heal everything, then let the stack settle
+    history.record(NOTE, text="final phase: faults healed")
+    time.sleep(scenario.settle_s)
+    run.final_pass()
+    if repairer:
+        repairer.stop()
+    _note_exited_workers(stack, ctx, history)
+    return nem
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    fix: str = "bundled",
+    seed: int | str = 0,
+    report_dir: Path | str | None = None,
+    profile: Profile | str = "ci",
+    stack_factory: Callable[[StackConfig], Stack | Backend] | None = None,
+    backend: str = "local",
+    repair_cmd: str | None = None,
+    repair_every_s: float = REPAIR_EVERY_S,
+    run_id: str | None = None,
+    on_history: Callable[[History], None] | None = None,
+    services: dict[str, Any] | None = None,
+) -> ScenarioResult:
+    """Run `scenario` against a fresh stack and judge it; saves history.jsonl in report_dir.
+
+    `on_history` is called with the live History as soon as it exists (progress displays)."""
+    reason = scenario.skip_reason(backend)
+    if reason is not None:
+        raise ValueError(reason)
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    plan = scenario.plan(prof, seed)
+    out_dir = Path(report_dir) / scenario.name if report_dir is not None else None
+    log_dir = out_dir / "logs" if out_dir is not None else None
+    config = scenario.stack_config(fix=fix, profile=prof, log_dir=log_dir)
+    if services:  # another service's commands / queue ([tool.harness], --api-cmd ...)
+        config = dataclasses.replace(config, **services)
+    # Every process is labelled "<run id>.<scenario>": a whole run's leftovers are found by prefix.
+    stack_id = f"{run_id or new_run_id()}.{scenario.name}"
+    factory = stack_factory or (lambda cfg: make_stack(backend, cfg, run_id=stack_id))
+    bound = scenario.bound_s(prof)
+    t0 = time.monotonic()
+    stack = factory(config)
+    history: History | None = None
+    nem: NemesisThread | None = None
+    history_path = out_dir / HISTORY_FILE if out_dir is not None else None
+    try:
+        with stack:
+            history = History()  # t = 0 once the stack is ready
+            if on_history is not None:
+                on_history(history)
+            nem = _run_in(
+                stack,
+                history,
+                scenario=scenario,
+                plan=plan,
+                fix=fix,
+                seed=seed,
+                prof=prof,
+                repair_cmd=repair_cmd,
+                repair_every_s=repair_every_s,
+                diagnose_path=out_dir / DIAGNOSE_FILE if out_dir is not None else None,
+            )
+    finally:
+        if history is not None and history_path is not None:  # kept also when the run broke off
+            history_path.parent.mkdir(parents=True, exist_ok=True)
+            history.save(history_path)
+    duration = time.monotonic() - t0
+    assert history is not None and nem is not None
+    return ScenarioResult(
+        name=scenario.name,
+        fault=scenario.fault_names(backend),
+        fix=fix,
+        seed=str(seed),
+        bound_s=bound,
+        duration_s=round(duration, 3),
+        history=history,
+        history_path=history_path,
+        log_dir=log_dir,
+        **judge(history, checkers=scenario.checkers, expected_faults=nem.expected(), bound_s=bound),
+    )
