@@ -1,6 +1,6 @@
 """The harness sees each kind of recovery bug: every deliberately broken layer goes red.
 
-Each mutant (shap_service/mutants.py) breaks one guarantee; each is run against the scenario
+Each deliberately broken fix (harness/testing/broken_fixes.py) breaks one guarantee; each is run against the scenario
 that should expose it, and the checker that must catch it is named. The bundled fix passing
 the same scenarios is shown by scenarios/ and tests/test_cli.py.
 """
@@ -8,8 +8,6 @@ the same scenarios is shown by scenarios/ and tests/test_cli.py.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -26,25 +24,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("mutant,scenario,checker", CASES, ids=[c[0] for c in CASES])
-def test_harness_flags_the_broken_layer(tmp_path, mutant, scenario, checker):
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
-            "--fix",
-            mutant,
-            "--scenario",
-            scenario,
-            "--report-dir",
-            str(tmp_path),
-            "--seed",
-            "11",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=230,
+def test_harness_flags_the_broken_layer(tmp_path, harness_cli, mutant, scenario, checker):
+    run = harness_cli(
+        "run", "--fix", mutant, "--scenario", scenario, "--report-dir", str(tmp_path), "--seed", "11", timeout=230
     )
     summary = json.loads((tmp_path / "summary.json").read_text())
     (result,) = summary["scenarios"]

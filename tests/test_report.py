@@ -15,12 +15,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fixtures.cli import run_harness
 from harness.report import ENV_FILE, REPORT_FILE, ReportError, render, rerun_command
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,10 +130,7 @@ def _visit(binary: str, report: Path, png: Path, *expressions: str) -> tuple[Pat
 
 
 def _harness_run(report_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "harness",
+    return run_harness(
         "run",
         "--scenario",
         "kill-worker",
@@ -142,8 +139,9 @@ def _harness_run(report_dir: Path, *extra: str) -> subprocess.CompletedProcess[s
         "--report-dir",
         str(report_dir),
         *extra,
-    ]
-    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=400)
+        timeout=400,
+        cwd=REPO,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -195,20 +193,13 @@ def test_report_rerenders_and_cli(runs: dict[str, Path], tmp_path: Path) -> None
     page = runs["red"] / REPORT_FILE
     before = page.read_text(encoding="utf-8")
     page.unlink()
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness", "report", str(runs["red"])],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_harness("report", str(runs["red"]), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert page.is_file()
     after = page.read_text(encoding="utf-8")
     strip = re.compile(r"Generated [^ ]+ by")
     assert strip.sub("", before) == strip.sub("", after)
-    empty = subprocess.run(
-        [sys.executable, "-m", "harness", "report", str(tmp_path)], capture_output=True, text=True, timeout=60
-    )
+    empty = run_harness("report", str(tmp_path), timeout=60)
     assert empty.returncode == 2 and "summary.json" in empty.stderr
     with pytest.raises(ReportError):
         render(tmp_path)

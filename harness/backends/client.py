@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
+import tempfile
+from pathlib import Path
 from typing import Any, Self
 
 import requests
 from redis import Redis
 
+from harness.backends.config import StackConfig, new_run_id
 from harness.defaults import TERMINAL_STATUSES
 from harness.wait import eventually
 
@@ -20,6 +24,15 @@ class ServiceClient:
     admin_token: str
     api_port: int  # on 127.0.0.1
     _redis: Redis | None = None
+
+    def __init__(self, config: StackConfig | None = None, *, run_id: str | None = None) -> None:
+        """What every backend's stack starts from: its config, run id, log dir and admin token."""
+        self.config = config or StackConfig()
+        self.run_id = run_id or new_run_id()
+        self._own_dir = self.config.log_dir is None
+        self.log_dir = Path(self.config.log_dir or tempfile.mkdtemp(prefix=f"harness-{self.run_id}-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.admin_token = secrets.token_hex(16)  # no leading "-": it is passed as a CLI argument
 
     @property
     def redis_url(self) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from harness.backends.base import BACKENDS
 from harness.cli.benchmarks import (
     bench_dropin,
     bench_overhead,
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ov.add_argument("--fix", default="bundled", choices=["bundled", "none"])
     st = sub.add_parser("stack", help="stack ready time (local, or docker with warm images)")
     st.add_argument("--trials", type=int, default=10)
-    st.add_argument("--backend", default="local", choices=["local", "docker"])
+    st.add_argument("--backend", default="local", choices=BACKENDS)
     su = sub.add_parser("suite", help="wall time of the default local chaos suite (harness run)")
     su.add_argument("--scenario", action="append", default=[], metavar="NAME", help="only these (repeatable)")
     sc = sub.add_parser("scale", help="many jobs, a worker killed every few seconds")

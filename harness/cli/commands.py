@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.backends.base import EnvironmentMissing
+from harness.backends.base import BACKENDS, EnvironmentMissing
 from harness.backends.config import StackConfig, new_run_id
 from harness.backends.local.redis_server import find_redis_server
 from harness.backends.local.stack import Stack
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the chaos scenarios and write a report")
-    run.add_argument("--backend", default="local", choices=["local", "docker"])
+    run.add_argument("--backend", default="local", choices=BACKENDS)
     run.add_argument("--scenario", action="append", metavar="NAME", help="run only this scenario (repeatable)")
     run.add_argument("--fix", default="bundled", help="bundled (default), none (stock RQ), or a mutant (see README)")
     run.add_argument("--profile", default="ci", choices=["ci", "soak"])

@@ -31,12 +31,10 @@ import json
 import secrets
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from redis import Redis  # noqa: E402
@@ -47,7 +45,7 @@ from harness.backends.base import (  # noqa: E402
     worker_argv,
 )
 from harness.backends.client import ServiceClient
-from harness.backends.config import StackConfig, free_port, new_run_id
+from harness.backends.config import StackConfig, free_port
 from harness.backends.docker.engine import preflight
 from harness.backends.docker.reaper import (
     LABEL_MANAGED,
@@ -95,12 +93,7 @@ class DockerStack(ServiceClient):
         api_command: Sequence[str] = ("shap-api",),
         worker_command: Sequence[str] = ("shap-worker",),
     ) -> None:
-        self.config = config or StackConfig()
-        self.run_id = run_id or new_run_id()
-        self._own_dir = self.config.log_dir is None
-        self.log_dir = Path(self.config.log_dir or tempfile.mkdtemp(prefix=f"harness-{self.run_id}-"))
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.admin_token = secrets.token_hex(16)  # no leading "-": it is passed as a CLI argument
+        super().__init__(config, run_id=run_id)
         self.service_image = service_image
         self.redis_image = redis_image
         self.api_command = tuple(api_command)

@@ -13,11 +13,9 @@ realises the same `StackConfig` with containers.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Self
@@ -26,7 +24,7 @@ from redis import Redis
 
 from harness.backends.base import Unsupported, worker_argv
 from harness.backends.client import ServiceClient
-from harness.backends.config import StackConfig, free_port, new_run_id
+from harness.backends.config import StackConfig, free_port
 from harness.backends.local.processes import ManagedProcess, reap_leftovers, title_label
 from harness.backends.local.redis_server import find_redis_server
 from harness.backends.local.tls import tls_files
@@ -44,12 +42,7 @@ class Stack(ServiceClient):
     backend = "local"
 
     def __init__(self, config: StackConfig | None = None, *, run_id: str | None = None) -> None:
-        self.config = config or StackConfig()
-        self.run_id = run_id or new_run_id()
-        self._own_dir = self.config.log_dir is None
-        self.log_dir = Path(self.config.log_dir or tempfile.mkdtemp(prefix=f"harness-{self.run_id}-"))
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.admin_token = secrets.token_hex(16)  # no leading "-": it is passed as a CLI argument
+        super().__init__(config, run_id=run_id)
         self.redis_port = free_port()
         self.api_port = free_port()
         self.redis_proc: ManagedProcess | None = None
