@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from harness.workload.history import KINDS, Event, History
+from harness.workload.history import EVENT_KINDS, Event, History
 
 
 class FakeClock:
@@ -28,7 +28,7 @@ def test_record_stamps_time_since_start() -> None:
 
 
 def test_kinds_are_the_documented_set() -> None:
-    assert KINDS == (
+    assert EVENT_KINDS == (
         "submitted",
         "accepted",
         "rejected",

@@ -20,9 +20,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, fi
 __all__ = [
     "ACCEPTED",
     "DETECTED",
+    "EVENT_KINDS",
     "FAULT_HEALED",
     "FAULT_INJECTED",
-    "KINDS",
     "NOTE",
     "REJECTED",
     "STATUS",
@@ -43,7 +43,7 @@ TERMINAL = "terminal"  # job_id; data: status, attempts, result?, error?, late_c
 DETECTED = "detected"  # job_id; data: by, action (requeued|failed)
 NOTE = "note"  # data: free text
 
-KINDS = (
+EVENT_KINDS = (
     SUBMITTED,
     ACCEPTED,
     REJECTED,
@@ -82,7 +82,7 @@ class EventLine(BaseModel):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str) -> str:
-        if kind not in KINDS:
+        if kind not in EVENT_KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
         return kind
 
@@ -122,8 +122,8 @@ class History:
 
         Unknown kinds are rejected so typos cannot silently evade checkers.
         """
-        if kind not in KINDS:
-            raise ValueError(f"unknown event kind {kind!r}; expected one of {KINDS}")
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"unknown event kind {kind!r}; expected one of {EVENT_KINDS}")
         with self._lock:
             # Stamp under the lock so event order and time order agree.
             event = Event(self._clock() - self._start, kind, job_id, dict(data))

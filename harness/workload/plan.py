@@ -18,12 +18,11 @@ from typing import Any
 
 from harness.defaults import JOB_KINDS, SERVICE_HARD_KILL_GRACE_S, SERVICE_JOB_TIMEOUT_S, SERVICE_MAX_ATTEMPTS
 
-__all__ = ["KINDS", "JobSpec", "Workload", "diabetes_rows"]
+__all__ = ["JobSpec", "Workload", "diabetes_rows"]
 
 #: What a job can be asked to do. light: TreeExplainer on 5 rows (milliseconds); heavy:
 #: KernelExplainer on 3 rows (nsamples 200); slow: sleeps `slow_s` first (a long job to break
 #: mid-run); hang: never returns (chaos hang); hungry: allocates `alloc_mb` and holds it `hold_s`.
-KINDS = JOB_KINDS
 
 _rows_cache: list[list[float]] | None = None
 _rows_lock = threading.Lock()
@@ -66,9 +65,9 @@ class Workload:
     missing_grace_s: float = 5.0  # a job reported missing this long is given up on
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.mix) - set(KINDS))
+        unknown = sorted(set(self.mix) - set(JOB_KINDS))
         if unknown:
-            raise ValueError(f"unknown job kinds {unknown}; expected some of {KINDS}")
+            raise ValueError(f"unknown job kinds {unknown}; expected some of {JOB_KINDS}")
         if not self.mix or any(w < 0 for w in self.mix.values()) or sum(self.mix.values()) <= 0:
             raise ValueError(f"mix needs positive weights, got {dict(self.mix)}")
         if self.jobs < 0 or self.concurrency < 1:
@@ -85,7 +84,7 @@ class Workload:
     def kinds_plan(self, rng: random.Random) -> list[str]:
         """Kinds in proportion to `mix` (largest remainder; every weighted kind at least once
         when there are enough jobs), in an order shuffled by `rng`."""
-        kinds = [k for k in KINDS if self.mix.get(k, 0) > 0]
+        kinds = [k for k in JOB_KINDS if self.mix.get(k, 0) > 0]
         total = sum(self.mix[k] for k in kinds)
         exact = {k: self.jobs * self.mix[k] / total for k in kinds}
         counts = {k: int(exact[k]) for k in kinds}
