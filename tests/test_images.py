@@ -122,6 +122,16 @@ def test_app_tag_follows_sources_dependencies_and_base(tmp_path: Path) -> None:
 
 
 @pytest.mark.docker
+def test_the_build_context_holds_every_package_the_wheel_installs(tmp_path: Path) -> None:
+    """The app image is a wheel built from a copy of the checkout: each package the wheel
+    installs (pyproject's package list, however it is spelled) must be in that copy."""
+    dest = images.copy_project(Path(__file__).resolve().parents[1], tmp_path / "src")
+    for package in ("rq_recovery", "shap_service", "harness"):
+        assert (dest / package / "__init__.py").is_file(), package
+    assert (dest / "harness" / "report" / "templates" / "report.html").is_file()
+    assert (dest / "pyproject.toml").is_file() and not (dest / "tests").exists()
+
+
 def test_build_reuses_existing_tags(client, built: images.BuildResult) -> None:
     assert built.base == f"{images.BASE_REPO}:{images.base_tag()}"
     assert built.app == images.service_image() == f"{images.APP_REPO}:{images.app_tag()}"

@@ -1,5 +1,8 @@
 """Docker images for the harness's docker backend, built offline: no registry, never a pull.
 
+Long on purpose (~520 lines): one recipe, read top to bottom (mirror, base rootfs, wheels, app
+layer, tags, labels, the build lock, the pull guard), whose steps share their names and paths.
+
     harness images build --offline [--force]   build what is missing (warm: well under 1 s)
     harness images list                        the images this module made
     harness images prune                       keep the newest app and base image, drop the rest
@@ -54,6 +57,7 @@ __all__ = [
     "app_tag",
     "base_tag",
     "build",
+    "copy_project",
     "debian_mirror",
     "forbid_pulls",
     "list_images",
@@ -61,6 +65,7 @@ __all__ = [
     "redis_image",
     "require_images",
     "service_image",
+    "wheel_packages",
 ]
 
 #: Debian suite of the base image. Its python3 (3.11.2) and glibc (2.36) decide which wheels fit.
@@ -286,18 +291,28 @@ def _build_base(name: str, seconds: dict[str, float]) -> None:
         subprocess.run(["rm", "-rf", "--one-file-system", str(rootfs)], check=False)
 
 
-def _copy_project(project: Path, dest: Path) -> Path:
+def copy_project(project: Path, dest: Path) -> Path:
     """Copy what the wheel needs, so `pip wheel` never writes build/ into a checkout others edit."""
     meta = _project_meta(project)
     dest.mkdir(parents=True)
     for name in ["pyproject.toml", meta["project"].get("readme", "README.md")]:
         if (project / name).is_file():
             shutil.copy2(project / name, dest / name)
-    for package in meta.get("tool", {}).get("setuptools", {}).get("packages", ["shap_service"]):
-        top = package.split(".")[0]
-        if not (dest / top).exists():
-            shutil.copytree(project / top, dest / top, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for top in wheel_packages(meta):
+        shutil.copytree(project / top, dest / top, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return dest
+
+
+def wheel_packages(meta: dict) -> list[str]:
+    """The top-level packages pyproject's `[tool.setuptools]` puts in the wheel: a `packages`
+    list, or `packages.find`'s `include` patterns (`harness*` -> `harness`)."""
+    packages = meta.get("tool", {}).get("setuptools", {}).get("packages", ["shap_service"])
+    if isinstance(packages, dict):
+        packages = packages.get("find", {}).get("include", [])
+    tops = {str(name).split(".")[0].rstrip("*") for name in packages}
+    if not tops:
+        raise BuildError("pyproject.toml names no package for the wheel ([tool.setuptools] packages)")
+    return sorted(tops)
 
 
 def _platforms() -> list[str]:
@@ -318,7 +333,7 @@ def _build_app(name: str, tag: str, base: str, project: Path, seconds: dict[str,
         target += ["--abi", f"cp{CONTAINER_PYTHON}", *_platforms()]
         deps = [*meta.get("dependencies", []), *EXTRA_WHEELS]
         _run([*pip, "download", "--dest", wheels, *target, *deps], step="pip download")
-        src = _copy_project(project, Path(tmp) / "src")
+        src = copy_project(project, Path(tmp) / "src")
         _run([*pip, "wheel", "--no-deps", "--wheel-dir", wheels, src], step="pip wheel (this project)")
         seconds["wheels"] = time.monotonic() - t0
 
