@@ -63,6 +63,13 @@ def test_usage_errors_exit_2_with_a_message(harness_cli):
     assert out.returncode == 2 and "invalid choice" in out.stderr
 
 
+def test_a_run_in_which_every_scenario_was_skipped_fails_and_says_nothing_ran(tmp_path, harness_cli):
+    """oom-horse has no local form: a run of it alone judged nothing, which is no pass."""
+    out = harness_cli("run", "--scenario", "oom-horse", "--report-dir", str(tmp_path), timeout=60)
+    assert out.returncode == 3, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "nothing ran" in out.stderr and "skipped" in out.stderr
+
+
 def _processes_of_run(run_id: str) -> list[int]:
     found = []
     for proc in psutil.process_iter(["pid"]):

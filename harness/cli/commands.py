@@ -11,7 +11,8 @@
     harness bench recovery|service                      benchmarks
 
 Exit codes: 0 all passed, 1 a scenario failed, 2 usage error, 3 the environment lacks something
-(no Redis binary, ...), each with a one-line reason on stderr.
+(no Redis binary, ...) or nothing ran (every selected scenario skipped), each with a one-line
+reason on stderr.
 """
 
 from __future__ import annotations
@@ -163,6 +164,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print("$ " + shlex.join(argv), flush=True)
     # Not subprocess.call: on Ctrl-C it SIGKILLs pytest, whose teardown is what removes the
     # stacks. pytest got the same SIGINT (same process group); let it finish cleaning up.
+    started = time.time()
     child = subprocess.Popen(argv, env={**os.environ, "HARNESS_RUN_ID_HINT": run_id})
     try:
         rc = child.wait()
@@ -173,7 +175,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             child.kill()
         raise
     summary = report_dir / SUMMARY_FILE
-    if summary.exists():
+    judged = summary.exists() and summary.stat().st_mtime >= started  # not an earlier run's
+    if judged:
         _print_summary(json.loads(summary.read_text()))
     page = report_dir / REPORT_FILE
     print(f"\nreport: {page if page.exists() else report_dir}")
@@ -182,6 +185,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if rc in (3, 4):  # pytest: internal error / usage error
         return EXIT_USAGE
+    if rc == 0 and not judged:
+        # pytest passes a session whose tests all skipped; a chaos run that judged nothing did not.
+        print(
+            f"harness: nothing ran: every selected scenario was skipped on the {args.backend} backend"
+            " (the reasons are above)",
+            file=sys.stderr,
+        )
+        return EXIT_ENV
     return EXIT_OK if rc == 0 else EXIT_FAILED
 
 
