@@ -56,7 +56,7 @@ export PATH=$(dirname "$PYTHON"):$PATH # some tests run `rqworker`
 export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 PYTHON
 unset RUN_SLOW_TESTS_TOO RUN_SSL_TESTS RQ_WORKER_CLASS
 
-# Runs inside the namespace: $1 run dir, $2 report, $3 redis log, then pytest args. RQ's own pyproject.toml is
+# Runs inside the namespace: $1 run dir, $2 report, $3 redis log, then pytest args (what to run, and options). RQ's own pyproject.toml is
 # the ini (explicit -c: the repository's [tool.pytest.ini_options] must not apply); no third-party plugin autoloads.
 # shellcheck disable=SC2016
 NS_SCRIPT='
@@ -72,7 +72,7 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null && break; 
 (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null || { echo "rq-contract: redis-server did not start: $log" >&2; exit 3; }
 cd "$run"
 rc=0
-timeout --kill-after=10 "$RQ_CONTRACT_TIMEOUT" "$PYTHON" -m pytest tests -c pyproject.toml --rootdir . \
+timeout --kill-after=10 "$RQ_CONTRACT_TIMEOUT" "$PYTHON" -m pytest -c pyproject.toml --rootdir . \
   -p no:harness -p no:cacheprovider -p pytest_timeout -p rq_contract_plugin -o timeout=120 \
   --junitxml "$xml" -ra "$@" || rc=$?
 kill "$redis" 2>/dev/null; wait "$redis" 2>/dev/null
@@ -87,30 +87,48 @@ done
 exit $rc
 '
 
-run_suite() { # $1 = stock|fix; the rest: pytest args. Fails unless a report was written.
-  local mode=$1 rc=0 t0=$SECONDS
-  shift
-  local run=$CACHE/run-$mode xml=$OUT/$mode.xml
+run_suite() { # $1 = stock|fix, $2 = the run's name (its report: $OUT/<name>.xml); the rest: pytest args.
+  local mode=$1 name=$2 rc=0 t0=$SECONDS
+  shift 2
+  local run=$CACHE/run-$name xml=$OUT/$name.xml
   rm -rf "$run" "$xml" && mkdir -p "$run"
   cp -a "$SDIST/tests" "$SDIST/pyproject.toml" "$run/"
   echo "rq-contract: RQ $VER's test suite, RQ_CONTRACT_WORKER=$mode (report: $xml)"
-  RQ_CONTRACT_WORKER=$mode unshare -n bash -c "$NS_SCRIPT" rq-contract "$run" "$xml" "$OUT/$mode.redis.log" "$@" ||
+  RQ_CONTRACT_WORKER=$mode unshare -n bash -c "$NS_SCRIPT" rq-contract "$run" "$xml" "$OUT/$name.redis.log" "$@" ||
     rc=$?
-  echo "rq-contract: $mode run took $((SECONDS - t0)) s (pytest exit $rc)"
+  echo "rq-contract: $name run took $((SECONDS - t0)) s (pytest exit $rc)"
   case $rc in
     0 | 1) ;;
     124 | 137) echo "rq-contract: WARNING: pytest ran past RQ_CONTRACT_TIMEOUT=${RQ_CONTRACT_TIMEOUT}s and was killed" >&2 ;;
-    *) die "the $mode run failed (exit $rc)" ;;
+    *) die "the $name run failed (exit $rc)" ;;
   esac
-  [ -s "$xml" ] || die "the $mode run wrote no report ($xml)"
+  [ -s "$xml" ] || die "the $name run wrote no report ($xml)"
 }
 
 COMPARE=("$PYTHON" "$REPO/tests/rq_contract/compare.py")
+RERUNS=3        # times each unexpected difference is rerun alone with the fix (compare.py: FLAKY)
+MAX_RERUN=5     # more unexpected differences than this are not timing: no reruns, they fail as they are
+
+compare_runs() { # stock.xml against fix.xml; unexpected differences get RERUNS reruns alone first
+  local rc=0 again=() reruns=() i
+  "${COMPARE[@]}" "$OUT/stock.xml" "$OUT/fix.xml" || rc=$?
+  [ "$rc" -eq 1 ] || return "$rc"
+  mapfile -t again < <("${COMPARE[@]}" "$OUT/stock.xml" "$OUT/fix.xml" --list-unexpected)
+  if [ "${#again[@]}" -eq 0 ] || [ "${#again[@]}" -gt "$MAX_RERUN" ]; then return 1; fi
+  echo "rq-contract: rerunning ${#again[@]} unexpected difference(s) alone with the fix, $RERUNS times"
+  for i in $(seq "$RERUNS"); do
+    run_suite fix "fix-rerun$i" "${again[@]}"
+    reruns+=(--rerun "$OUT/fix-rerun$i.xml")
+  done
+  "${COMPARE[@]}" "$OUT/stock.xml" "$OUT/fix.xml" "${reruns[@]}"
+}
+
+rm -f "$OUT"/fix-rerun*.xml
 case $MODE in
-  stock) run_suite stock "$@" && "${COMPARE[@]}" "$OUT/stock.xml" ;;
+  stock) run_suite stock stock tests "$@" && "${COMPARE[@]}" "$OUT/stock.xml" ;;
   fix)
-    run_suite fix "$@"
-    if [ $# -eq 0 ] && [ -s "$OUT/stock.xml" ]; then "${COMPARE[@]}" "$OUT/stock.xml" "$OUT/fix.xml"; else "${COMPARE[@]}" "$OUT/fix.xml"; fi
+    run_suite fix fix tests "$@"
+    if [ $# -eq 0 ] && [ -s "$OUT/stock.xml" ]; then compare_runs; else "${COMPARE[@]}" "$OUT/fix.xml"; fi
     ;;
-  both) run_suite stock "$@" && run_suite fix "$@" && "${COMPARE[@]}" "$OUT/stock.xml" "$OUT/fix.xml" ;;
+  both) run_suite stock stock tests "$@" && run_suite fix fix tests "$@" && compare_runs ;;
 esac

@@ -116,3 +116,53 @@ def test_single_report_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_shipped_list_parses() -> None:
     assert isinstance(compare.load_deliberate(compare.DELIBERATE), dict)
+
+
+def test_a_difference_that_passes_every_rerun_alone_is_flaky_not_unexpected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RQ's own suite has timing-bound tests (a worker must be gone 0.75 s after a command); one
+    that failed once with the fix and passed each of its reruns alone is reported, not counted."""
+    s = junit(tmp_path / "stock.xml", "stock", {A: "passed", B: "passed"})
+    f = junit(tmp_path / "fix.xml", "fix", {A: "failed", B: "passed"})
+    reruns = [str(junit(tmp_path / f"rerun{i}.xml", "fix", {A: "passed"})) for i in range(3)]
+    d = str(toml(tmp_path / "d.toml"))
+    assert compare.main([str(s), str(f), "--deliberate", d, *(x for r in reruns for x in ("--rerun", r))]) == 0
+    out = capsys.readouterr().out
+    assert f"FLAKY: differed once, then passed 3 of 3 reruns alone: 1\n  {A}" in out
+    assert "OK: 0 unexpected, 0 stale, 1 flaky" in out
+
+
+def test_a_difference_that_fails_or_is_missing_in_any_rerun_stays_unexpected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = junit(tmp_path / "stock.xml", "stock", {A: "passed", B: "passed"})
+    f = junit(tmp_path / "fix.xml", "fix", {A: "failed", B: "failed"})
+    r1 = junit(tmp_path / "r1.xml", "fix", {A: "passed", B: "passed"})
+    r2 = junit(tmp_path / "r2.xml", "fix", {A: "failed", B: "passed"})
+    r3 = junit(tmp_path / "r3.xml", "fix", {B: "passed"})
+    argv = [str(s), str(f), "--deliberate", str(toml(tmp_path / "d.toml"))]
+    assert compare.main([*argv, "--rerun", str(r1), "--rerun", str(r2)]) == 1
+    assert f"UNEXPECTED: passed stock, not with the fix: 1\n  {A}" in capsys.readouterr().out
+    assert compare.main([*argv, "--rerun", str(r1), "--rerun", str(r3)]) == 1
+    assert f"UNEXPECTED: passed stock, not with the fix: 1\n  {A}" in capsys.readouterr().out
+
+
+def test_reruns_must_come_from_the_fix_mode(tmp_path: Path) -> None:
+    s = junit(tmp_path / "stock.xml", "stock", {A: "passed"})
+    f = junit(tmp_path / "fix.xml", "fix", {A: "failed"})
+    r = junit(tmp_path / "r.xml", "stock", {A: "passed"})
+    assert compare.main([str(s), str(f), "--deliberate", str(toml(tmp_path / "d.toml")), "--rerun", str(r)]) == 2
+
+
+def test_the_unexpected_differences_are_listed_as_node_ids_to_rerun(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = junit(tmp_path / "stock.xml", "stock", {A: "passed", B: "passed", C: "passed"})
+    f = junit(tmp_path / "fix.xml", "fix", {A: "failed", B: "passed", C: "error"})
+    argv = [str(s), str(f), "--deliberate", str(toml(tmp_path / "d.toml")), "--list-unexpected"]
+    assert compare.main(argv) == 0
+    assert capsys.readouterr().out.split() == [
+        "tests/test_cli.py::test_c[1.5]",
+        "tests/test_worker.py::TestWorker::test_a",
+    ]

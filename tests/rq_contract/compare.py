@@ -4,8 +4,16 @@ A test differs when it passed stock and did not pass with the fix (failed, error
 deliberate_differences.toml lists the expected ones; any other difference fails, and so does a listed one
 that did not occur (a stale entry), so the list stays honest. Stdlib only.
 
-    compare.py STOCK.xml FIX.xml [--deliberate TOML]   compare (exit 1: unexpected or stale; 2: bad input)
-    compare.py REPORT.xml                              counts of one run (exit 1 if anything failed)
+RQ's suite has timing-bound tests (a pool worker must be gone 0.75 s after a shutdown command, on a loaded
+2-core machine). So an unexpected difference is rerun alone with the fix, several times (`--rerun`, one
+report per rerun): one that passed every rerun is reported as FLAKY and does not fail the comparison; one
+that failed or was missing in any rerun stays unexpected.
+
+    compare.py STOCK.xml FIX.xml [--deliberate TOML] [--rerun XML ...]   compare (exit 1: unexpected or
+                                                                         stale; 2: bad input)
+    compare.py STOCK.xml FIX.xml --list-unexpected                       node ids of the unexpected ones
+    compare.py REPORT.xml                                                counts of one run (exit 1 if anything
+                                                                         failed)
 """
 
 from __future__ import annotations
@@ -48,6 +56,17 @@ def node_key(test: str) -> str:
     return ".".join([path.removesuffix(".py").replace("/", "."), *rest])
 
 
+def node_id(key: str) -> str:
+    """The junit form ``tests.test_x.Class.test[p]`` -> the node id ``tests/test_x.py::Class::test[p]``
+    (module names start lower-case, class names upper-case, as in RQ's suite)."""
+    base, bracket, params = key.partition("[")
+    *owners, name = base.split(".")
+    path = []
+    while owners and owners[0][:1].islower():
+        path.append(owners.pop(0))
+    return "/".join(path) + ".py::" + "::".join([*owners, name]) + bracket + params
+
+
 def load_deliberate(path: Path) -> dict[str, str]:
     """Test key -> reason; every entry needs both, and once."""
     out: dict[str, str] = {}
@@ -61,11 +80,16 @@ def load_deliberate(path: Path) -> dict[str, str]:
     return out
 
 
-def compare(stock: dict[str, str], fix: dict[str, str], deliberate: dict[str, str]) -> dict[str, list[str]]:
-    """Pure comparison of test key -> status maps."""
+def compare(
+    stock: dict[str, str], fix: dict[str, str], deliberate: dict[str, str], reruns: list[dict[str, str]] | None = None
+) -> dict[str, list[str]]:
+    """Pure comparison of test key -> status maps; `reruns` are the fix's reruns of the differences."""
     differs = sorted(k for k, s in stock.items() if s == "passed" and fix.get(k) != "passed")
+    reruns = reruns or []
+    flaky = [k for k in differs if k not in deliberate and reruns and all(r.get(k) == "passed" for r in reruns)]
     return {
-        "unexpected": [k for k in differs if k not in deliberate],
+        "unexpected": [k for k in differs if k not in deliberate and k not in flaky],
+        "flaky": flaky,
         "deliberate": [k for k in differs if k in deliberate],
         "stale": sorted(set(deliberate) - set(differs)),
         "failed_stock": sorted(k for k, s in stock.items() if RANK[s] >= RANK["failed"]),
@@ -89,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stock", type=Path)
     parser.add_argument("fix", type=Path, nargs="?")
     parser.add_argument("--deliberate", type=Path, default=DELIBERATE)
+    parser.add_argument("--rerun", type=Path, action="append", default=[], help="a fix-mode rerun of the differences")
+    parser.add_argument("--list-unexpected", action="store_true", help="print their node ids, one per line")
     args = parser.parse_args(argv)
     stock, stock_props = load_junit(args.stock)
     if args.fix is None:
@@ -99,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
     fix, fix_props = load_junit(args.fix)
     problems = [p for p in (_check_props("stock", stock_props, "stock"), _check_props("fix", fix_props, "fix")) if p]
+    reruns = []
+    for path in args.rerun:
+        rerun, rerun_props = load_junit(path)
+        problems += [p for p in [_check_props(f"rerun {path.name}", rerun_props, "fix")] if p]
+        reruns.append({k: s for k, (s, _) in rerun.items()})
     if stock_props.get("rq_version") != fix_props.get("rq_version"):
         problems.append(f"rq versions differ: {stock_props.get('rq_version')} vs {fix_props.get('rq_version')}")
     try:
@@ -108,13 +139,21 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print("rq-contract: cannot compare:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
-    result = compare({k: s for k, (s, _) in stock.items()}, {k: s for k, (s, _) in fix.items()}, deliberate)
+    result = compare({k: s for k, (s, _) in stock.items()}, {k: s for k, (s, _) in fix.items()}, deliberate, reruns)
+    if args.list_unexpected:
+        print("\n".join(sorted(node_id(k) for k in result["unexpected"])))
+        return 0
     swapped = [name for name in fix_props.get("rq_contract_swapped", "").split(",") if name]
     print(f"stock: {counts(stock)}\nfix:   {counts(fix)}  ({len(swapped)} names swapped)")
     sections = [
         ("failed stock too (informational, not a difference)", "failed_stock", lambda k: stock[k][1]),
         ("passed only with the fix (informational)", "passed_only_fix", lambda k: ""),
         ("deliberate differences that occurred", "deliberate", lambda k: deliberate[k]),
+        (
+            f"FLAKY: differed once, then passed {len(reruns)} of {len(reruns)} reruns alone",
+            "flaky",
+            lambda k: " ".join(fix.get(k, ("missing", ""))),
+        ),
         ("UNEXPECTED: passed stock, not with the fix", "unexpected", lambda k: " ".join(fix.get(k, ("missing", "")))),
         ("STALE deliberate entries: no such difference occurred", "stale", lambda k: deliberate[k]),
     ]
@@ -126,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = len(result["unexpected"]) + len(result["stale"])
     print(
         f"rq-contract: {'FAIL' if bad else 'OK'}: {len(result['unexpected'])} unexpected, {len(result['stale'])} stale"
+        + (f", {len(result['flaky'])} flaky" if reruns else "")
     )
     return 1 if bad else 0
 
