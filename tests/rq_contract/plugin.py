@@ -98,3 +98,26 @@ def _rq_contract_properties(record_testsuite_property: Any) -> None:
     record_testsuite_property("rq_contract_mode", _state["mode"])
     record_testsuite_property("rq_version", rq.__version__)
     record_testsuite_property("rq_contract_swapped", ",".join(_state["swapped"]))
+
+
+def end_leftover_children() -> list[int]:
+    """Kill the multiprocessing children still alive; returns their pids.
+
+    A pool worker that a test could not stop (its shutdown command came before it listened, see
+    docs/RECOVERY.md) is a non-daemon multiprocessing child: the interpreter would join it at exit
+    and wait until the run's timeout, with the report long written.
+    """
+    import multiprocessing
+    import sys
+
+    ended = []
+    for child in multiprocessing.active_children():
+        print(f"rq-contract: ending leftover child process {child.pid} ({child.name})", file=sys.stderr)
+        child.kill()
+        child.join(5)
+        ended.append(child.pid)
+    return ended
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    end_leftover_children()
