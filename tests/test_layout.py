@@ -56,7 +56,9 @@ def test_no_module_is_long_without_a_reason_at_its_top(path: Path) -> None:
     assert LONG_REASON in top, f"{_rel(path)} has {lines} lines: split it, or say why at its top ({LONG_REASON!r})"
 
 
-@pytest.mark.parametrize("path", [p for p in _modules() if p.name not in ("__main__.py",)], ids=_rel)
+@pytest.mark.parametrize(
+    "path", [p for p in _modules() if p.name != "__main__.py" and not p.name.startswith("test_")], ids=_rel
+)
 def test_every_module_lists_its_public_names_in_a_sorted_complete_dunder_all(path: Path) -> None:
     tree = ast.parse(path.read_text())
     listed = _dunder_all(tree)
@@ -79,7 +81,14 @@ def _imports_of(path: Path) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     "path",
-    sorted([*(REPO / "tests").glob("*.py"), *(REPO / "scenarios").glob("*.py"), *(REPO / "fixtures").glob("*.py")]),
+    sorted(
+        [
+            *(REPO / "tests").glob("*.py"),
+            *(REPO / "scenarios").glob("*.py"),
+            *(REPO / "fixtures").glob("*.py"),
+            *(REPO / "harness" / "run" / "scenarios").glob("test_*.py"),
+        ]
+    ),
     ids=_rel,
 )
 def test_tests_import_no_private_names(path: Path) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StackConfig", "free_port", "new_run_id", "services_from"]
+__all__ = ["StackConfig", "free_port", "harness_table", "new_run_id", "services_from"]
 
 
 def free_port() -> int:
@@ -70,15 +70,21 @@ class StackConfig:
         return env
 
 
+def harness_table(pyproject: Path | None) -> dict[str, Any]:
+    """`[tool.harness]` of a pyproject.toml ({} when there is none)."""
+    if pyproject is None or not pyproject.exists():
+        return {}
+    table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("harness", {})
+    return dict(table) if isinstance(table, dict) else {}
+
+
 def services_from(
     pyproject: Path | None, *, api_cmd: str | None = None, worker_cmd: str | None = None, queue: str | None = None
 ) -> dict[str, Any]:
     """StackConfig fields naming the service under test: `[tool.harness]` in pyproject.toml,
     overridden by command-line values. `{python}` in a command is this interpreter, so the
     commands run in the same environment as the harness."""
-    table: dict[str, Any] = {}
-    if pyproject is not None and pyproject.exists():
-        table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("harness", {})
+    table = harness_table(pyproject)
     out: dict[str, Any] = {}
     for key, value in (("api_cmd", api_cmd), ("worker_cmd", worker_cmd)):
         text = value or table.get(key)

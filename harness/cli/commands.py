@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from harness.backends.base import BACKENDS, EnvironmentMissing
-from harness.backends.config import StackConfig, new_run_id
+from harness.backends.config import StackConfig, harness_table, new_run_id
 from harness.backends.local.redis_server import find_redis_server
 from harness.backends.local.stack import Stack
 from harness.defaults import REPORT_FILE, SUMMARY_FILE
@@ -35,12 +35,17 @@ from harness.defaults import REPORT_FILE, SUMMARY_FILE
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _scenarios_dir() -> Path:
+    """./scenarios when the current directory has its own, else the scenarios the package ships
+    (so that an installed harness runs from any directory)."""
     here = Path.cwd() / "scenarios"
-    return here if here.is_dir() else REPO / "scenarios"
+    if here.is_dir():
+        return here
+    import harness.run.scenarios as shipped
+
+    return Path(shipped.__file__).parent
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -154,9 +159,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         argv += ["--repair-cmd", args.repair_cmd]
     if args.redis_auth != "none":
         argv += ["--redis-auth", args.redis_auth]
+    # The service under test: the options, else [tool.harness] of the current directory's
+    # pyproject.toml (pytest's own rootdir may be the installed package, which has none).
+    table = harness_table(Path.cwd() / "pyproject.toml")
     for flag in ("api_cmd", "worker_cmd", "queue"):
-        if getattr(args, flag):
-            argv += ["--" + flag.replace("_", "-"), getattr(args, flag)]
+        value = getattr(args, flag) or table.get(flag)
+        if value:
+            argv += ["--" + flag.replace("_", "-"), str(value)]
     for name in args.scenario or []:
         argv += ["-k", name.replace("-", "_")] if len(args.scenario) == 1 else []
     if args.scenario and len(args.scenario) > 1:

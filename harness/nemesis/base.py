@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from harness.defaults import TARGET_POLL_S
 from harness.text import text
@@ -51,7 +51,7 @@ class NoTarget(FaultError):
 
 @runtime_checkable
 class Fault(Protocol):
-    name: str
+    name: ClassVar[str]
 
     def inject(self, ctx: FaultContext) -> dict[str, Any]: ...
 

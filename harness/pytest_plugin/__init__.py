@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import random
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,7 @@ from harness.pytest_plugin.session import (
     PROGRESS_KEY,
     REDIS_AUTH_KEY,
     SETTINGS_KEY,
+    STARTED_KEY,
     SUMMARY_KEY,
     is_scenario,
     settings,
@@ -49,7 +52,6 @@ __all__ = [
     "pytest_collection_finish",
     "pytest_collection_modifyitems",
     "pytest_configure",
-    "pytest_report_header",
     "pytest_sessionfinish",
 ]
 
@@ -102,18 +104,11 @@ def pytest_configure(config: pytest.Config) -> None:
             queue=config.getoption("--queue", None),
         ),
     }
-    # Created now so that started_at / duration_s cover the whole session.
-    from harness.report import RunSummary
-
-    config.stash[SUMMARY_KEY] = RunSummary(
-        run_id=run_id,
-        backend=config.getoption("--backend", "local"),
-        seed=seed,
-        fix=config.getoption("--fix", "bundled"),
-    )
+    # Noted now so that the summary's started_at / duration_s cover the whole session.
+    config.stash[STARTED_KEY] = (datetime.now(UTC).isoformat(timespec="seconds"), time.monotonic())
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
+def _header(config: pytest.Config) -> list[str]:
     s = settings(config)
     return [
         f"chaos: seed={s['seed']} (--chaos-seed {s['seed']} repeats it) backend={s['backend']} "
@@ -134,7 +129,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     scenarios = {item.nodeid for item in session.items if is_scenario(item)}
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if not scenarios or reporter is None or config.option.collectonly:
+    if not scenarios or reporter is None:
+        return  # a session without scenarios hears nothing from the harness
+    for line in _header(config):
+        reporter.write_line(line)
+    if config.option.collectonly:
         return
     tw = reporter._tw
     try:

@@ -18,6 +18,7 @@ __all__ = [
     "PROGRESS_KEY",
     "REDIS_AUTH_KEY",
     "SETTINGS_KEY",
+    "STARTED_KEY",
     "SUMMARY_KEY",
     "broken_entry",
     "is_scenario",
@@ -31,6 +32,7 @@ __all__ = [
 SUMMARY_KEY = pytest.StashKey["RunSummary"]()
 PROGRESS_KEY = pytest.StashKey["Progress"]()
 SETTINGS_KEY = pytest.StashKey[dict]()
+STARTED_KEY = pytest.StashKey[tuple[str, float]]()  # the session's start: ISO time, monotonic
 REDIS_AUTH_KEY = pytest.StashKey[dict[str, Any]]()  # StackConfig fields of --redis-auth (holds the password)
 #: StackConfig fields --redis-auth sets; a stack that sets either itself keeps its own choice.
 AUTH_FIELDS = ("redis_password", "redis_tls")
@@ -41,6 +43,20 @@ def settings(config: pytest.Config) -> dict:
 
 
 def summary(config: pytest.Config) -> RunSummary:
+    """The session's summary, made when the first scenario reports (so that a session that runs
+    none never imports the report package), dated from the session's start."""
+    if SUMMARY_KEY not in config.stash:
+        from harness.report import RunSummary
+
+        s = settings(config)
+        config.stash[SUMMARY_KEY] = RunSummary(
+            run_id=s["run_id"],
+            backend=s["backend"],
+            seed=s["seed"],
+            fix=s["fix"],
+            started_at=config.stash[STARTED_KEY][0],
+            started_monotonic=config.stash[STARTED_KEY][1],
+        )
     return config.stash[SUMMARY_KEY]
 
 

@@ -114,13 +114,24 @@ _T = TypeVar("_T")
 class RunSummary:
     """Scenario entries of one run, in the order they finished."""
 
-    def __init__(self, *, run_id: str, backend: str, seed: int | str, fix: str) -> None:
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        backend: str,
+        seed: int | str,
+        fix: str,
+        started_at: str | None = None,
+        started_monotonic: float | None = None,
+    ) -> None:
+        """`started_at` (ISO time) and `started_monotonic` default to now: a summary made late
+        (on the first scenario) still covers the session from its start."""
         self.run_id = run_id
         self.backend = backend
         self.seed = seed
         self.fix = fix
-        self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        self._t0 = time.monotonic()
+        self.started_at = started_at or datetime.now(UTC).isoformat(timespec="seconds")
+        self._t0 = time.monotonic() if started_monotonic is None else started_monotonic
         self._lock = threading.Lock()
         self.scenarios: list[dict[str, Any]] = []
 

@@ -1,0 +1,21 @@
+"""api-crash: SIGKILL the API mid-run and restart it 2 s later; clients retry, workers carry on."""
+
+import pytest
+
+from harness.nemesis import ApiCrash
+from harness.run import WHEN_RUNNING, Scenario
+from harness.workload import Workload
+
+pytestmark = pytest.mark.chaos
+
+SCENARIO = Scenario(
+    name="api-crash",
+    workload=Workload(jobs=8, concurrency=2, mix={"light": 1, "slow": 1}, slow_s=2),
+    faults=[(WHEN_RUNNING, ApiCrash(for_s=2))],
+    deadline_s=20,
+)
+
+
+def test_api_crash(run_scenario):
+    result = run_scenario(SCENARIO)
+    assert result.passed, result.explain()
