@@ -215,10 +215,14 @@ def test_harness_run_passes_redis_auth_to_pytest(monkeypatch, tmp_path, capsys):
     seen: list[list[str]] = []
 
     class Child:
+        """pytest as `harness run` sees it: exit 0, and the summary a run that judged something writes."""
+
         def __init__(self, argv, env=None):
             seen.append(list(argv))
+            self.report_dir = Path(argv[argv.index("--report-dir") + 1])
 
         def wait(self, timeout=None):
+            (self.report_dir / "summary.json").write_text('{"scenarios": []}')
             return 0
 
     monkeypatch.setattr(cli.subprocess, "Popen", Child)
