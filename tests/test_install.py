@@ -9,6 +9,7 @@ the service and the fix is the wheel's.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import sysconfig
@@ -56,8 +57,10 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(venv: Path, *argv: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """A command of the installed venv, with no PYTHONPATH that could point back into a checkout."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run(
-        [str(venv / "bin" / argv[0]), *argv[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [str(venv / "bin" / argv[0]), *argv[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
