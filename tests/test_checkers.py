@@ -416,14 +416,16 @@ def test_result_correct_malformed_result_fails(result, reason) -> None:
     assert reason in v.details["reasons"]["j1"]
 
 
-def test_result_correct_finished_without_result_is_unchecked() -> None:
+def test_result_correct_fails_a_finished_job_without_a_result() -> None:
+    """Issue 15: a `finished` job with no result passed as merely "unchecked"; nothing was proven."""
     s = Script()
     job(s, "j1", 0, 1.0, result=good_result())
     job(s, "j2", 0, 1.0)
     v = ResultCorrect().check(s.history)
-    assert v.valid is True
+    assert v.valid is False
     assert v.details["checked"] == 1
-    assert v.details["unchecked"] == 1
+    assert v.details["bad_jobs"] == ["j2"]
+    assert v.details["reasons"]["j2"] == "finished without a result"
     assert v.details["unchecked_jobs"] == ["j2"]
 
 

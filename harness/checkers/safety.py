@@ -143,7 +143,8 @@ def _rank(err: float) -> float:
 class ResultCorrect:
     """Finished results must satisfy SHAP additivity: base + sum(shap) = pred.
 
-    A torn or mixed-up result (e.g. halves from two attempts) breaks it.
+    A torn or mixed-up result (e.g. halves from two attempts) breaks it, and so does a job that
+    ended `finished` with no result at all (`unchecked_jobs`).
     """
 
     name = "result_correct"
@@ -160,7 +161,8 @@ class ResultCorrect:
             finished = [e for e in terms if e.data.get("status") == "finished"]
             with_result = [e for e in finished if e.data.get("result") is not None]
             if finished and not with_result:
-                unchecked.append(job_id)
+                unchecked.append(job_id)  # nothing to check is no proof: the job fails the check
+                bad.setdefault(job_id, "finished without a result")
             for e in with_result:
                 checked.add(job_id)
                 result = e.data["result"]
