@@ -31,7 +31,7 @@ from harness.backends.docker.reaper import (
 )
 from harness.backends.docker.stack import DockerStack
 from harness.checkers import additivity_errors
-from harness.defaults import FAST_LEASES as CI_ENV
+from harness.defaults import FAST_LEASES
 from harness.wait import eventually
 
 pytestmark = pytest.mark.docker
@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _config(tmp_path: Path, *, env: dict[str, str] | None = None, **kw) -> StackConfig:
-    return StackConfig(env={**CI_ENV, **(env or {})}, log_dir=tmp_path / "logs", **kw)
+    return StackConfig(env={**FAST_LEASES, **(env or {})}, log_dir=tmp_path / "logs", **kw)
 
 
 def test_stack_comes_up_and_a_job_finishes_additive(docker_images, tmp_path):

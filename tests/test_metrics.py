@@ -11,7 +11,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from fixtures.stacks import FAST_RECOVERY
+from harness.defaults import FAST_LEASES
 from harness.wait import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -46,7 +46,7 @@ def wait_started(stack, job_id, *, attempt=1, timeout=30):
 
 def test_metrics_count_what_happened(stack_factory):
     env = {
-        **FAST_RECOVERY,
+        **FAST_LEASES,
         "MEMORY_LIMIT_MB": "400",
         "MEMORY_WARN_SHARE": "0.5",
         "LONG_RUNNING_MIN_S": "1",

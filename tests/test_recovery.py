@@ -1,6 +1,6 @@
 """The recovery layer against real Redis, real worker processes and real signals.
 
-Stacks run with short leases (fixtures.stacks.FAST_RECOVERY) so each case takes seconds; the
+Stacks run with short leases (harness.defaults.FAST_LEASES) so each case takes seconds; the
 production defaults are measured by the benchmarks, not asserted here.
 """
 
@@ -19,7 +19,7 @@ from redis import ConnectionPool, Redis
 from redis.exceptions import ResponseError
 from rq.job import JobStatus
 
-from fixtures.stacks import FAST_RECOVERY
+from harness.defaults import FAST_LEASES
 from harness.wait import eventually
 from rq_recovery.tracking import Tracker, live_key, track_key
 
@@ -29,7 +29,7 @@ ROWS = [[0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, -0.002, 0.02, -0.017]]
 
 
 def fast(**extra: str) -> dict[str, str]:
-    return {**FAST_RECOVERY, **extra}
+    return {**FAST_LEASES, **extra}
 
 
 def submit(stack, **chaos) -> str:

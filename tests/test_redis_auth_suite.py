@@ -220,9 +220,10 @@ def test_harness_run_passes_redis_auth_to_pytest(monkeypatch, tmp_path, capsys):
         def __init__(self, argv, env=None):
             seen.append(list(argv))
             self.report_dir = Path(argv[argv.index("--report-dir") + 1])
+            self.run_id = env["HARNESS_RUN_ID_HINT"]
 
         def wait(self, timeout=None):
-            (self.report_dir / "summary.json").write_text('{"scenarios": []}')
+            (self.report_dir / "summary.json").write_text(json.dumps({"run_id": self.run_id, "scenarios": []}))
             return 0
 
     monkeypatch.setattr(cli.subprocess, "Popen", Child)

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.checkers import FaultsInjected, Verdict
-from harness.defaults import DEFAULT_SLACK_S, MAX_SOAK_MINUTES, SOAK_JOBS_ENV, SOAK_MINUTES_ENV
-from harness.defaults import FAST_LEASES as CI_ENV
+from harness.defaults import DEFAULT_SLACK_S, FAST_LEASES, MAX_SOAK_MINUTES, SOAK_JOBS_ENV, SOAK_MINUTES_ENV
 from harness.nemesis import (
     OOM,
     OOM_LOCAL_MODE,
@@ -117,7 +116,7 @@ def test_fault_labels_and_stack_options():
     assert scenario.stack_options() == {"redis_aof": True, "worker_redis_via_proxy": True, "redis_password": "pw"}
     config = scenario.stack_config(fix="none", profile=PROFILES["ci"], log_dir=None)
     assert config.redis_aof and config.worker_redis_via_proxy and config.fix == "none"
-    assert config.env["LIVENESS_TTL"] == CI_ENV["LIVENESS_TTL"]
+    assert config.env["LIVENESS_TTL"] == FAST_LEASES["LIVENESS_TTL"]
     assert scenario.fault_names() == "redis-restart, redis-partition"
     assert _nemesis_scenario().fault_names().startswith("nemesis: kill-worker, kill-horse")
     assert "redis_aof" not in _nemesis_scenario().stack_options()
@@ -136,7 +135,7 @@ def _soak_scenario() -> Scenario:
 
 
 def _soak_profile(**size) -> Profile:
-    return Profile("soak", CI_ENV, job_scale=10, deadline_scale=8, soak=Soak(**size))
+    return Profile("soak", FAST_LEASES, job_scale=10, deadline_scale=8, soak=Soak(**size))
 
 
 def test_soak_schedule_is_deterministic_and_covers_the_whole_span():

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.stacks import FAST_RECOVERY
 from harness.cli.verify import main
+from harness.defaults import FAST_LEASES
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -37,7 +37,7 @@ def run(stack, tmp_path, *extra) -> tuple[int, dict]:
 
 
 def test_healthy_stack_verifies(stack_factory, tmp_path):
-    stack = stack_factory(workers=1, env=FAST_RECOVERY)
+    stack = stack_factory(workers=1, env=FAST_LEASES)
     rc, report = run(stack, tmp_path, f"--admin-token={stack.admin_token}")  # a secret may start with "-"
     checks = {c["name"]: c for c in report["checks"]}
     assert rc == 0 and report["ok"], report
@@ -48,7 +48,7 @@ def test_healthy_stack_verifies(stack_factory, tmp_path):
 
 
 def test_stock_worker_with_a_stuck_job_fails_verification(stack_factory, tmp_path):
-    stack = stack_factory(workers=2, fix="none", env=FAST_RECOVERY)
+    stack = stack_factory(workers=2, fix="none", env=FAST_LEASES)
     job_id = stack.submit(chaos={"sleep_s": 30})["job_id"]
     view = stack.wait_status(job_id, ("started",), timeout=30)
     stack.worker(view["worker"]).process.signal_tree(signal.SIGKILL)
@@ -63,7 +63,7 @@ def test_stock_worker_with_a_stuck_job_fails_verification(stack_factory, tmp_pat
 
 
 def test_api_down_fails_ping_and_round_trip(stack_factory, tmp_path):
-    stack = stack_factory(workers=1, env=FAST_RECOVERY)
+    stack = stack_factory(workers=1, env=FAST_LEASES)
     stack.api_proc.stop()
     rc, report = run(stack, tmp_path, "--timeout", "5")
     checks = {c["name"]: c for c in report["checks"]}

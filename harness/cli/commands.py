@@ -173,7 +173,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print("$ " + shlex.join(argv), flush=True)
     # Not subprocess.call: on Ctrl-C it SIGKILLs pytest, whose teardown is what removes the
     # stacks. pytest got the same SIGINT (same process group); let it finish cleaning up.
-    started = time.time()
     child = subprocess.Popen(argv, env={**os.environ, "HARNESS_RUN_ID_HINT": run_id})
     try:
         rc = child.wait()
@@ -183,10 +182,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             child.kill()
         raise
-    summary = report_dir / SUMMARY_FILE
-    judged = summary.exists() and summary.stat().st_mtime >= started  # not an earlier run's
+    summary_path = report_dir / SUMMARY_FILE
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    judged = summary.get("run_id") == run_id  # this run's summary, not one an earlier run left here
     if judged:
-        _print_summary(json.loads(summary.read_text()))
+        _print_summary(summary)
     page = report_dir / REPORT_FILE
     print(f"\nreport: {page if page.exists() else report_dir}")
     if rc == 5:

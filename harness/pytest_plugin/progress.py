@@ -2,7 +2,7 @@
 
 On a terminal one live line is redrawn twice a second while a scenario runs, then replaced by
 the scenario's result line; when stdout is not a terminal (CI logs, a pipe) the same facts come
-as plain lines: one when a scenario starts, one every `PLAIN_EVERY_S` while it runs, one at the
+as plain lines: one when a scenario starts, one every `PROGRESS_PLAIN_EVERY_S` while it runs, one at the
 end. The plugin owns one `Progress` per session and feeds it pytest's run-test hooks plus the
 live `History` of each scenario (from `run_scenario(on_history=...)`).
 """
@@ -20,10 +20,7 @@ import pytest
 from harness.defaults import PROGRESS_LIVE_EVERY_S, PROGRESS_PLAIN_EVERY_S
 from harness.workload.history import FAULT_INJECTED, NOTE, TERMINAL, History
 
-__all__ = ["LIVE_EVERY_S", "PLAIN_EVERY_S", "Progress", "ProgressPlugin"]
-
-LIVE_EVERY_S = PROGRESS_LIVE_EVERY_S
-PLAIN_EVERY_S = PROGRESS_PLAIN_EVERY_S
+__all__ = ["Progress", "ProgressPlugin"]
 
 
 def _fmt_s(value: Any) -> str:
@@ -205,7 +202,7 @@ class Progress:
                 self._shown = False
 
     def _tick(self) -> None:
-        every = LIVE_EVERY_S if self.live else PLAIN_EVERY_S
+        every = PROGRESS_LIVE_EVERY_S if self.live else PROGRESS_PLAIN_EVERY_S
         while not self._stop.wait(every):
             try:
                 line = self.status_line()

@@ -82,7 +82,6 @@ RECIPE = 1
 
 BASE_REPO = "shap-chaos-base"
 APP_REPO = "shap-chaos"
-MANAGED = LABEL_MANAGED
 KIND = "harness.kind"
 BUILD_COMMAND = "harness images build --offline"
 _HOW_TO_BUILD = f"build them with `{BUILD_COMMAND}` (same as `python -m harness images build --offline`)"
@@ -226,7 +225,7 @@ def _exists(image: str) -> bool:
 
 def _labels(kind: str, **extra: str) -> list[str]:
     """`--change LABEL ...` arguments: what `list` and `prune` find the images by."""
-    labels = {MANAGED: "true", KIND: kind, **{f"harness.{k}": v for k, v in extra.items()}}
+    labels = {LABEL_MANAGED: "true", KIND: kind, **{f"harness.{k}": v for k, v in extra.items()}}
     return [a for k, v in labels.items() for a in ("--change", f"LABEL {k}={json.dumps(v)}")]
 
 
@@ -348,7 +347,7 @@ def _build_app(name: str, tag: str, base: str, project: Path, seconds: dict[str,
             f"useradd --create-home --uid 10001 --user-group {APP_USER}; "
             "/opt/venv/bin/shap-worker --version"
         )
-        run = ["docker", "run", "--name", container, "--label", f"{MANAGED}=true", "--label", f"{KIND}=build"]
+        run = ["docker", "run", "--name", container, "--label", f"{LABEL_MANAGED}=true", "--label", f"{KIND}=build"]
         run += ["--network", "none", "-v", f"{wheels}:/wh:ro", base, "sh", "-c", script]
         try:
             _run(run, step="pip install in the container")
@@ -499,7 +498,7 @@ def list_images() -> list[dict[str, str]]:
     """Images labelled harness.managed, newest first within each kind: name, kind, id, created, size."""
     rows = []
     for kind in ("app", "base"):
-        filters = ["--filter", f"label={KIND}={kind}", "--filter", f"label={MANAGED}=true"]
+        filters = ["--filter", f"label={KIND}={kind}", "--filter", f"label={LABEL_MANAGED}=true"]
         out = _run(["docker", "images", *filters, "--format", "{{json .}}"], step="docker images")
         found = sorted((json.loads(line) for line in out.splitlines() if line.strip()), key=lambda r: r["CreatedAt"])
         for r in reversed(found):
