@@ -38,6 +38,7 @@ def test_kinds_are_the_documented_set() -> None:
         "terminal",
         "detected",
         "note",
+        "witness",
     )
 
 

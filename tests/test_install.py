@@ -69,6 +69,8 @@ def test_the_wheel_holds_the_harness_and_not_the_checkout(venv: Path, tmp_path: 
     out = _run(venv, "python", "-c", code, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert str(REPO) not in out.stdout and str(venv) in out.stdout, out.stdout
+    shipped = _run(venv, "python", "-c", "from harness.targets import shipped_targets as s; print(*s())", cwd=tmp_path)
+    assert shipped.stdout.split() == ["plain-rq", "shap-service"], shipped.stderr  # target files are package data
 
 
 def test_harness_run_and_report_work_from_any_directory(venv: Path, tmp_path: Path) -> None:

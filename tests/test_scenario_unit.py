@@ -582,14 +582,14 @@ def test_workload_stops_submitting_at_the_time_cap_and_watches_what_is_in_flight
 
 
 def test_services_come_from_tool_harness_and_the_command_line(tmp_path: Path):
-    import sys
-
+    """The StackConfig fields naming the service: its target (tests/test_targets.py has the rules)."""
     from harness.backends.config import services_from
 
     pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text('[tool.harness]\napi_cmd = "{python} -m other.api --fast"\nqueue = "q1"\n')
+    pyproject.write_text('[tool.harness]\nqueues = ["q1"]\n[tool.harness.worker]\ncommand = "w --name {name}"\n')
     got = services_from(pyproject)
-    assert got == {"api_cmd": (sys.executable, "-m", "other.api", "--fast"), "queue": "q1"}
-    got = services_from(pyproject, worker_cmd="my-worker --x 'a b'", queue="q2")
-    assert got["worker_cmd"] == ("my-worker", "--x", "a b") and got["queue"] == "q2"
-    assert services_from(tmp_path / "missing.toml") == {}
+    assert got["queue"] == "q1" and got["target"].worker == "w --name {name}"
+    got = services_from(pyproject, worker_cmd="my-worker --x 'a b' -n {name}", queue="q2")
+    assert got["target"].worker_argv(name="n", redis_url="r") == ["my-worker", "--x", "a b", "-n", "n"]
+    assert got["queue"] == "q2"
+    assert services_from(tmp_path / "missing.toml")["target"].name == "shap-service"

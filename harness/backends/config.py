@@ -5,23 +5,38 @@ Backend-neutral and light: the pytest plugin reads it at start-up without import
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import secrets
-import shlex
 import socket
 import sys
 import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["StackConfig", "free_port", "harness_table", "new_run_id", "services_from"]
+if TYPE_CHECKING:
+    from harness.targets.target import Target
+
+__all__ = ["StackConfig", "free_port", "harness_table", "new_run_id", "resolve_target", "services_from"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(ports: tuple[int, int] | None = None) -> int:
+    """A port free on loopback now: any (the kernel's pick), or one in `ports` (first, last)."""
+    if ports is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    first, last = ports
+    for port in random.sample(range(first, last + 1), last - first + 1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{last}")
 
 
 def new_run_id() -> str:
@@ -49,6 +64,14 @@ class StackConfig:
     # Docker: each worker container's memory limit (`mem_limit`), which the kernel enforces.
     # Local: not enforced (no delegated cgroup here); the OOM fault's RSS watchdog plays the limit.
     worker_mem_limit_mb: int | None = None
+    # The service under test as a target file describes it (harness.targets): when set, its
+    # commands, queues and env replace api_cmd / worker_cmd / queue (local backend).
+    target: Target | None = None
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Every queue of the service under test (the target's, else `queue`)."""
+        return tuple(self.target.queues) if self.target is not None else (self.queue,)
 
     def service_env(self, *, redis_url: str, admin_token: str, port: int, host: str, **extra: str) -> dict[str, str]:
         """The settings the API and the workers get, on every backend (the backend adds its own
@@ -65,6 +88,9 @@ class StackConfig:
         if self.fix != "bundled":
             # Stock RQ or a deliberately broken layer: the workers' layer is judged alone.
             env["API_SWEEPER"] = "0"
+        if self.target is not None:
+            env["QUEUE_NAME"] = self.target.queue
+            env.update(self.target.env)
         env.update(self.env)
         env.update(extra)
         return env
@@ -78,18 +104,37 @@ def harness_table(pyproject: Path | None) -> dict[str, Any]:
     return dict(table) if isinstance(table, dict) else {}
 
 
-def services_from(
-    pyproject: Path | None, *, api_cmd: str | None = None, worker_cmd: str | None = None, queue: str | None = None
-) -> dict[str, Any]:
-    """StackConfig fields naming the service under test: `[tool.harness]` in pyproject.toml,
-    overridden by command-line values. `{python}` in a command is this interpreter, so the
-    commands run in the same environment as the harness."""
-    table = harness_table(pyproject)
-    out: dict[str, Any] = {}
-    for key, value in (("api_cmd", api_cmd), ("worker_cmd", worker_cmd)):
-        text = value or table.get(key)
-        if text:
-            out[key] = tuple(w.replace("{python}", sys.executable) for w in shlex.split(str(text)))
-    if queue or table.get("queue"):
-        out["queue"] = str(queue or table["queue"])
-    return out
+def resolve_target(
+    pyproject: Path | None,
+    *,
+    target: str | None = None,
+    api_cmd: str | None = None,
+    worker_cmd: str | None = None,
+    queue: str | None = None,
+) -> Target:
+    """The service under test: `target` (a file or a shipped name), else `[tool.harness]` of
+    `pyproject`, else this repository's own service; then the command-line overrides, checked
+    as the target file's own keys are (TargetError says what is wrong)."""
+    from harness.targets.target import API_FIELDS, WORKER_FIELDS, check_command, load_target
+
+    if target:
+        found = load_target(target)
+    elif harness_table(pyproject):
+        found = load_target(pyproject)  # type: ignore[arg-type]
+    else:
+        found = load_target("shap-service")
+    changes: dict[str, Any] = {}
+    if worker_cmd:
+        changes["worker"] = check_command("--worker-cmd", "the command", worker_cmd, WORKER_FIELDS, need=("name",))
+        changes["worker_variants"] = {}
+    if api_cmd:
+        changes["api"] = check_command("--api-cmd", "the command", api_cmd, API_FIELDS, need=())
+    if queue:
+        changes["queues"] = (queue,)
+    return dataclasses.replace(found, **changes) if changes else found
+
+
+def services_from(pyproject: Path | None, **options: str | None) -> dict[str, Any]:
+    """StackConfig fields naming the service under test (see `resolve_target`)."""
+    found = resolve_target(pyproject, **options)
+    return {"target": found, "queue": found.queue}

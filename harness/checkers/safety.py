@@ -3,12 +3,17 @@ and every finished result is a real SHAP explanation (additivity holds)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from harness.checkers.attribution import attributed
 from harness.checkers.verdict import Verdict, events_by_job
+from harness.checkers.witness import result_execution, stale_result, witnessed
 from harness.defaults import ADDITIVITY_RTOL, SELF_FAULTING_KINDS, TERMINAL_STATUSES
 from harness.workload.history import ACCEPTED, TERMINAL, History
 
@@ -36,9 +41,18 @@ class Duplicates:
         duplicated: dict[str, dict[str, int]] = {}
         conflicts: dict[str, dict[str, Any]] = {}
         over_max: dict[str, int] = {}
+        stale: dict[str, str] = {}
         late_total = 0
+        seen = witnessed(history)
         for job_id, terms in events_by_job(history, TERMINAL).items():
             executions = max(int(e.data.get("executions") or 0) for e in terms)
+            if seen is not None:  # the witness's count, not the service's
+                executions = len(seen.get(job_id, []))
+                final = terms[-1]
+                if final.data.get("status") == "finished":
+                    why = stale_result(final.data.get("result"), seen.get(job_id, []))
+                    if why is not None:
+                        stale[job_id] = why
             late_total += max(int(e.data.get("late_completions") or 0) for e in terms)
             if executions > 1 or len(terms) > 1:
                 duplicated[job_id] = {
@@ -58,8 +72,10 @@ class Duplicates:
             "conflicts": conflicts,
             "max_executions": self.max_executions,
             "over_max_executions": over_max,
+            "witness": seen is not None,
+            "stale_results": stale,
         }
-        return Verdict(self.name, not conflicts and not over_max, details)
+        return Verdict(self.name, not conflicts and not over_max and not stale, details)
 
 
 class Reexecutions:
@@ -77,6 +93,7 @@ class Reexecutions:
     SELF_FAULTING = SELF_FAULTING_KINDS
 
     def check(self, history: History) -> Verdict:
+        seen = witnessed(history)
         accepted: dict[str, None] = {}
         done: set[str] = set()
         hits: dict[str, int] = {}
@@ -95,12 +112,15 @@ class Reexecutions:
                 in_flight = [j for j in accepted if j not in done]
                 for job_id in [fault.named] if fault.named is not None else in_flight:
                     hits[job_id] = hits.get(job_id, 0) + 1
+        if seen is not None:  # the witness's count, not the service's
+            executions = {j: len(seen.get(j, [])) for j in accepted}
         unexplained = {
             j: {"executions": n, "faults": hits.get(j, 0)}
             for j, n in executions.items()
             if n > 1 + hits.get(j, 0) and j not in exempt
         }
-        return Verdict(self.name, not unexplained, {"unexplained": unexplained, "jobs": len(executions)})
+        details = {"unexplained": unexplained, "jobs": len(executions), "witness": seen is not None}
+        return Verdict(self.name, not unexplained, details)
 
 
 def _scalar(value: Any) -> float:
@@ -141,18 +161,34 @@ def _rank(err: float) -> float:
 
 
 class ResultCorrect:
-    """Finished results must satisfy SHAP additivity: base + sum(shap) = pred.
+    """Every finished job's result is right for what was asked; one with no result fails.
 
-    A torn or mixed-up result (e.g. halves from two attempts) breaks it, and so does a job that
-    ended `finished` with no result at all (`unchecked_jobs`).
+    `mode` is the target's `result_check`: `shap` (this service: SHAP additivity,
+    base + sum(shap) = prediction per row, which a torn or mixed-up result breaks), `probe` (a
+    probe job's value equals what the harness computed for its request, and it names the
+    execution that produced it), `none` (nothing is checked, and the verdict says so), or
+    "package.module:function", called as function(result, expect) -> None or the reason it is wrong.
     """
 
     name = "result_correct"
 
-    def __init__(self, *, rtol: float = ADDITIVITY_RTOL) -> None:
+    def __init__(self, *, mode: str = "shap", rtol: float = ADDITIVITY_RTOL, path: Path | None = None) -> None:
+        """`path`: a directory the custom check's module may be imported from (the target's)."""
+        self.mode = mode
         self.rtol = rtol
+        self.path = path
+
+    def _custom(self) -> Callable[[Any, Any], str | None]:
+        module, _, attr = self.mode.partition(":")
+        if self.path is not None and str(self.path) not in sys.path:
+            sys.path.insert(0, str(self.path))
+        return getattr(importlib.import_module(module), attr)
 
     def check(self, history: History) -> Verdict:
+        if self.mode == "none":
+            return Verdict(self.name, True, {"mode": "none", "checked": 0, "note": "the target asks for no check"})
+        custom = self._custom() if self.mode not in ("shap", "probe") else None
+        expects = {e.job_id: e.data.get("expect") for e in history.events if e.kind == ACCEPTED and e.job_id}
         bad: dict[str, str] = {}
         unchecked: list[str] = []
         checked: set[str] = set()
@@ -166,18 +202,19 @@ class ResultCorrect:
             for e in with_result:
                 checked.add(job_id)
                 result = e.data["result"]
-                try:
-                    errors = additivity_errors(result)
-                except ValueError as exc:
-                    bad.setdefault(job_id, f"malformed result: {exc}")
-                    continue
-                for i, (err, pred) in enumerate(errors):
-                    tol = self.rtol * max(1.0, abs(pred))
-                    if not err <= tol:  # also catches NaN
-                        bad.setdefault(job_id, f"row {i}: error {err!r} > {tol!r}")
-                    if worst is None or _rank(err) > _rank(worst["error"]):
-                        worst = {"job_id": job_id, "row": i, "error": err}
+                if self.mode == "probe":
+                    why = _probe_error(result, expects.get(job_id))
+                elif custom is not None:
+                    try:
+                        why = custom(result, expects.get(job_id))
+                    except Exception as exc:  # noqa: BLE001 - a check that crashes proves nothing
+                        why = f"{self.mode} raised {type(exc).__name__}: {exc}"
+                else:
+                    why, worst = self._additivity(job_id, result, worst)
+                if why:
+                    bad.setdefault(job_id, str(why))
         details = {
+            "mode": self.mode,
             "checked": len(checked),
             "bad_jobs": list(bad),
             "reasons": bad,
@@ -187,3 +224,27 @@ class ResultCorrect:
             "rtol": self.rtol,
         }
         return Verdict(self.name, not bad, details)
+
+    def _additivity(self, job_id: str, result: Any, worst: dict[str, Any] | None) -> tuple[str | None, Any]:
+        try:
+            errors = additivity_errors(result)
+        except ValueError as exc:
+            return f"malformed result: {exc}", worst
+        why = None
+        for i, (err, pred) in enumerate(errors):
+            tol = self.rtol * max(1.0, abs(pred))
+            if not err <= tol and why is None:  # also catches NaN
+                why = f"row {i}: error {err!r} > {tol!r}"
+            if worst is None or _rank(err) > _rank(worst["error"]):
+                worst = {"job_id": job_id, "row": i, "error": err}
+        return why, worst
+
+
+def _probe_error(result: Any, expect: Any) -> str | None:
+    """Why a probe job's result is not what its request asked for (None: it is)."""
+    if result_execution(result) is None:
+        return "not a probe result (no execution_id)"
+    want = expect.get("value") if isinstance(expect, dict) else None
+    if want is not None and result.get("value") != want:
+        return f"value {str(result.get('value'))[:16]}... is not the {str(want)[:16]}... its request computes"
+    return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.checkers.liveness import AllTerminal, NoLost
 from harness.checkers.meta import ExpectedOutcome
 from harness.checkers.safety import Duplicates, Reexecutions, ResultCorrect
@@ -11,15 +13,16 @@ from harness.checkers.verdict import Checker
 __all__ = ["DEFAULT_CHECKER_NAMES", "default_checkers"]
 
 
-def default_checkers(*, bound_s: float) -> list[Checker]:
-    """The standard suite for a chaos run."""
+def default_checkers(*, bound_s: float, result_check: str = "shap", result_path: Path | None = None) -> list[Checker]:
+    """The standard suite for a chaos run (`result_check` and where it is found: the target's,
+    see ResultCorrect)."""
     return [
         AllTerminal(),
         NoLost(),
         Duplicates(),
         Reexecutions(),
         ExpectedOutcome(),
-        ResultCorrect(),
+        ResultCorrect(mode=result_check, path=result_path),
         RecoveryTime(bound_s=bound_s),
     ]
 

@@ -27,10 +27,11 @@ import time
 from pathlib import Path
 
 from harness.backends.base import BACKENDS, EnvironmentMissing
-from harness.backends.config import StackConfig, harness_table, new_run_id
+from harness.backends.config import StackConfig, harness_table, new_run_id, resolve_target
 from harness.backends.local.redis_server import find_redis_server
 from harness.backends.local.stack import Stack
 from harness.defaults import REPORT_FILE, SUMMARY_FILE
+from harness.targets.target import TargetError
 
 __all__ = ["main"]
 
@@ -159,11 +160,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
         argv += ["--repair-cmd", args.repair_cmd]
     if args.redis_auth != "none":
         argv += ["--redis-auth", args.redis_auth]
-    # The service under test: the options, else [tool.harness] of the current directory's
-    # pyproject.toml (pytest's own rootdir may be the installed package, which has none).
-    table = harness_table(Path.cwd() / "pyproject.toml")
+    # The service under test: --target, else [tool.harness] of the current directory's
+    # pyproject.toml (pytest's own rootdir may be the installed package, which has none), else
+    # ours. Checked here, so that a bad target file is one clear line, not a pytest error.
+    here = Path.cwd() / "pyproject.toml"
+    target_spec = args.target or (str(here) if harness_table(here) else None)
+    try:
+        target = resolve_target(
+            None, target=target_spec, api_cmd=args.api_cmd, worker_cmd=args.worker_cmd, queue=args.queue
+        )
+        target.headers(os.environ)  # a header's variable that is not set: say so now
+    except TargetError as exc:
+        print(f"harness: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.backend == "docker" and target.name != "shap-service":
+        print(f"harness: target {target.name}: the docker backend runs this repository's image only", file=sys.stderr)
+        return EXIT_USAGE
+    if target_spec:
+        argv += ["--target", str(Path(target_spec).resolve()) if Path(target_spec).exists() else target_spec]
     for flag in ("api_cmd", "worker_cmd", "queue"):
-        value = getattr(args, flag) or table.get(flag)
+        value = getattr(args, flag)
         if value:
             argv += ["--" + flag.replace("_", "-"), str(value)]
     for name in args.scenario or []:
@@ -232,9 +248,12 @@ def _print_summary(summary: dict) -> None:
         def f(v):
             return "-" if v is None else f"{v:.1f}"
 
+        def n(v):
+            return "-" if v is None else str(v)
+
         print(
-            f"{s['name']:<18} {s['verdict']:<8} {j['accepted']:>4} {j['finished']:>4} {j['failed']:>4} "
-            f"{j['stuck']:>5} {j['lost']:>4} {f(r['p50']):>6} {f(r['p99']):>6} {f(r['max']):>6} "
+            f"{s['name']:<18} {s['verdict']:<8} {n(j['accepted']):>4} {n(j['finished']):>4} {n(j['failed']):>4} "
+            f"{n(j['stuck']):>5} {n(j['lost']):>4} {f(r['p50']):>6} {f(r['p99']):>6} {f(r['max']):>6} "
             f"{f(s['bound_s']):>6}"
         )
 
@@ -247,9 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--scenario", action="append", metavar="NAME", help="run only this scenario (repeatable)")
     run.add_argument("--fix", default="bundled", help="bundled (default), none (stock RQ), or a mutant (see README)")
     run.add_argument("--profile", default="ci", choices=["ci", "soak"])
-    run.add_argument("--api-cmd", help="command that starts the API (default: [tool.harness] in pyproject.toml)")
-    run.add_argument("--worker-cmd", help="command that starts a worker; the harness appends --name N")
-    run.add_argument("--queue", help="RQ queue of the service under test")
+    run.add_argument(
+        "--target",
+        metavar="FILE",
+        help="the service under test: a target file (TOML), a pyproject.toml with [tool.harness], or a shipped"
+        " target (shap-service, plain-rq); default: ./pyproject.toml's [tool.harness], else shap-service",
+    )
+    run.add_argument("--api-cmd", help="replaces the target's API command")
+    run.add_argument("--worker-cmd", help="replaces the target's worker command (needs {name}; see docs/TARGETS.md)")
+    run.add_argument("--queue", help="replaces the target's queues with this one")
     run.add_argument("--repair-cmd", help="external repair command run every few seconds ({redis_url}, {queue})")
     run.add_argument(
         "--redis-auth",

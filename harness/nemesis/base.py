@@ -74,10 +74,13 @@ class Running:
     job_id: str
 
 
-def running_jobs(redis: Any, queue: str, *, fix: str = "bundled") -> list[Running]:
-    """Jobs being executed right now, from RQ's own data (and the fix's, when it runs)."""
+def running_jobs(redis: Any, queues: str | Sequence[str], *, fix: str = "bundled") -> list[Running]:
+    """Jobs being executed right now on `queues`, from RQ's own data (and the fix's, when it runs)."""
     out = []
-    for member in redis.zrange(f"rq:wip:{queue}", 0, -1):
+    members = []
+    for queue in [queues] if isinstance(queues, str) else queues:
+        members += redis.zrange(f"rq:wip:{queue}", 0, -1)
+    for member in members:
         job_id = (text(member) or "").split(":", 1)[0]
         if not job_id:
             continue
@@ -126,7 +129,7 @@ class FaultContext:
     def running(self, kinds: Sequence[str] | None = None) -> list[Running]:
         """Running jobs of `kinds` on workers this stack started, alive and not held by a fault."""
         found = []
-        for r in running_jobs(self.stack.redis, self.stack.config.queue, fix=self.fix):
+        for r in running_jobs(self.stack.redis, self.stack.config.queues, fix=self.fix):
             handle = self.handle(r.worker)
             if handle is None or not handle.alive():
                 continue

@@ -71,7 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
     seed = config.getoption("--chaos-seed", None)
     if seed is None:
         seed = random.SystemRandom().randrange(1, 2**31)
-    from harness.backends.config import new_run_id, services_from
+    from harness.backends.config import new_run_id
 
     run_id = os.environ.get("HARNESS_RUN_ID_HINT") or new_run_id()
     backend = config.getoption("--backend", "local")
@@ -97,22 +97,41 @@ def pytest_configure(config: pytest.Config) -> None:
         "profile": config.getoption("--profile", "ci"),
         "repair_cmd": config.getoption("--repair-cmd", None),
         "redis_auth": redis_auth,  # the mode only: the password stays in _REDIS_AUTH_KEY
-        "services": services_from(
-            Path(config.rootpath) / "pyproject.toml",
-            api_cmd=config.getoption("--api-cmd", None),
-            worker_cmd=config.getoption("--worker-cmd", None),
-            queue=config.getoption("--queue", None),
-        ),
+        "services": _services(config),
     }
     # Noted now so that the summary's started_at / duration_s cover the whole session.
     config.stash[STARTED_KEY] = (datetime.now(UTC).isoformat(timespec="seconds"), time.monotonic())
+
+
+def _services(config: pytest.Config) -> dict:
+    """The service under test (--target, else [tool.harness], else ours), or a usage error."""
+    from harness.backends.config import services_from
+    from harness.targets.target import TargetError
+
+    try:
+        services = services_from(
+            Path(config.rootpath) / "pyproject.toml",
+            target=config.getoption("--target", None),
+            api_cmd=config.getoption("--api-cmd", None),
+            worker_cmd=config.getoption("--worker-cmd", None),
+            queue=config.getoption("--queue", None),
+        )
+        services["target"].headers(os.environ)  # a header's variable that is not set: say so now
+    except TargetError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    target = services["target"]
+    if config.getoption("--backend", "local") == "docker" and target.name != "shap-service":
+        raise pytest.UsageError(
+            f"target {target.name}: the docker backend runs this repository's image only; use --backend local"
+        )
+    return services
 
 
 def _header(config: pytest.Config) -> list[str]:
     s = settings(config)
     return [
         f"chaos: seed={s['seed']} (--chaos-seed {s['seed']} repeats it) backend={s['backend']} "
-        f"fix={s['fix']} profile={s['profile']} redis-auth={s['redis_auth']}",
+        f"fix={s['fix']} profile={s['profile']} redis-auth={s['redis_auth']} target={s['services']['target'].name}",
         f"chaos: run {s['run_id']}, reports in {s['report_dir']}",
     ]
 

@@ -87,12 +87,13 @@ def run_scenario(pytestconfig: pytest.Config, request: pytest.FixtureRequest) ->
     no sense on the session's backend is skipped with the reason.
     """
     from harness.run import run_scenario as run
+    from harness.run.runner import target_skip_reason
 
     s = settings(pytestconfig)
     request.getfixturevalue("docker_engine" if s["backend"] == "docker" else "redis_server_binary")
 
     def runner(scenario, **overrides):
-        reason = scenario.skip_reason(s["backend"])
+        reason = scenario.skip_reason(s["backend"]) or target_skip_reason(scenario, s["services"].get("target"))
         if reason is not None:
             pytest.skip(reason)
         kwargs = {

@@ -54,11 +54,15 @@ def add_options(parser: pytest.Parser) -> None:
         help="seed for workloads and fault schedules (default: random, shown in the header)",
     )
     group.addoption("--report-dir", default=None, help="where reports go (default: reports/out/<run-id>)")
-    group.addoption("--api-cmd", default=None, help="command that starts the API (default: [tool.harness] api_cmd)")
     group.addoption(
-        "--worker-cmd", default=None, help="command that starts a worker; gets --name N (default: [tool.harness])"
+        "--target",
+        default=None,
+        help="the service under test: a target file (TOML), a pyproject.toml, or a shipped target's name"
+        " (default: [tool.harness] of the rootdir's pyproject.toml, else shap-service; docs/TARGETS.md)",
     )
-    group.addoption("--queue", default=None, help="RQ queue of the service under test (default: [tool.harness])")
+    group.addoption("--api-cmd", default=None, help="replaces the target's API command")
+    group.addoption("--worker-cmd", default=None, help="replaces the target's worker command ({name}, {redis_url} ...)")
+    group.addoption("--queue", default=None, help="replaces the target's queues with this one")
     group.addoption(
         "--repair-cmd",
         default=None,

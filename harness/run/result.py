@@ -129,12 +129,19 @@ def fault_totals(history: History) -> dict[str, Any]:
 
 
 def judge(
-    history: History, *, checkers: Iterable[str], expected_faults: Sequence[str], bound_s: float
+    history: History,
+    *,
+    checkers: Iterable[str],
+    expected_faults: Sequence[str],
+    bound_s: float,
+    result_check: str = "shap",
+    result_path: Path | None = None,
 ) -> dict[str, Any]:
     """Judge a run's history with the named standard checkers plus the run's own checks (the
     faults happened, the workload ran); the `ScenarioResult` fields that come from the verdicts."""
     wanted = set(checkers)
-    suite = [c for c in default_checkers(bound_s=bound_s) if c.name in wanted]
+    standard = default_checkers(bound_s=bound_s, result_check=result_check, result_path=result_path)
+    suite = [c for c in standard if c.name in wanted]
     suite += [FaultsInjected(expected_faults), WorkloadRan()]
     overall, verdicts = compose(suite, history)
     by_name = {v.name: v for v in verdicts}

@@ -39,10 +39,12 @@ from harness.nemesis import FaultContext, fault_label
 from harness.run.nemesis_thread import NemesisThread
 from harness.run.result import ScenarioResult, judge
 from harness.run.scenario import PROFILES, Profile, RunPlan, Scenario
+from harness.targets.clients import client_factory
+from harness.targets.target import Target
 from harness.workload import WorkloadRun
-from harness.workload.history import NOTE, History
+from harness.workload.history import NOTE, WITNESS, History
 
-__all__ = ["run_scenario"]
+__all__ = ["run_scenario", "target_skip_reason"]
 
 
 class _Repairer:
@@ -110,6 +112,20 @@ def _capture_diagnosis(stack: Backend, history: History, path: Path) -> None:
         pass
 
 
+def _record_witness(stack: Backend, history: History) -> None:
+    """What the witness saw, one `witness` event per job (the checkers' count of executions)."""
+    witness = getattr(stack, "witness", None)
+    if witness is None:
+        return
+    try:
+        seen = witness.executions()
+    except Exception as exc:  # noqa: BLE001 - without it the verdicts that need it are unknown
+        history.record(NOTE, text=f"witness could not be read: {type(exc).__name__}: {exc}")
+        return
+    for job_id, executions in sorted(seen.items()):
+        history.record(WITNESS, job_id, executions=[e.as_dict() for e in executions])
+
+
 def _note_exited_workers(stack: Backend, ctx: FaultContext, history: History) -> None:
     """Workers that died without a fault aimed at them (e.g. RQ quitting on a Redis error)."""
     for handle in stack.workers:
@@ -135,6 +151,7 @@ def _run_in(
 ) -> NemesisThread:
     """The run itself on a started stack: workload + nemesis, then the final phase."""
     workload, schedule = plan.workload, plan.schedule
+    target = getattr(stack.config, "target", None)
     soak = {"jobs": plan.soak.jobs, "minutes": plan.soak.minutes} if plan.soak is not None else None
     history.record(
         NOTE,
@@ -150,13 +167,20 @@ def _run_in(
         backend=getattr(stack, "backend", "local"),
         env=scenario.env_for(prof),
         redis_version=_redis_version(stack),
+        target=target.name if target is not None else None,
+        witness=getattr(stack, "witness", None) is not None,
     )
     seed_s = f"{seed}:{scenario.name}"
     now = time.monotonic()
     deadline = now + plan.deadline_s
     submit_until = now + plan.submit_s if plan.submit_s is not None else None
     run = WorkloadRun(
-        workload, api_url=stack.api_url, history=history, seed=seed_s, deadline=deadline, submit_until=submit_until
+        workload,
+        clients=client_factory(stack, workload),
+        history=history,
+        seed=seed_s,
+        deadline=deadline,
+        submit_until=submit_until,
     )
     ctx = FaultContext(
         stack=stack,
@@ -184,10 +208,19 @@ def _run_in(
     history.record(NOTE, text="final phase: faults healed")
     time.sleep(scenario.settle_s)
     run.final_pass()
+    _record_witness(stack, history)
     if repairer:
         repairer.stop()
     _note_exited_workers(stack, ctx, history)
     return nem
+
+
+def target_skip_reason(scenario: Scenario, target: Target | None) -> str | None:
+    """Why `scenario` cannot run against `target` (None: it can, or there is no target)."""
+    if target is None:
+        return None
+    kinds = [k for k, w in scenario.workload.mix.items() if w > 0]
+    return target.skip_reason(faults=[f.name for f in scenario.fault_pool()], kinds=kinds)
 
 
 def run_scenario(
@@ -208,7 +241,7 @@ def run_scenario(
     """Run `scenario` against a fresh stack and judge it; saves history.jsonl in report_dir.
 
     `on_history` is called with the live History as soon as it exists (progress displays)."""
-    reason = scenario.skip_reason(backend)
+    reason = scenario.skip_reason(backend) or target_skip_reason(scenario, (services or {}).get("target"))
     if reason is not None:
         raise ValueError(reason)
     prof = PROFILES[profile] if isinstance(profile, str) else profile
@@ -216,7 +249,7 @@ def run_scenario(
     out_dir = Path(report_dir) / scenario.name if report_dir is not None else None
     log_dir = out_dir / "logs" if out_dir is not None else None
     config = scenario.stack_config(fix=fix, profile=prof, log_dir=log_dir)
-    if services:  # another service's commands / queue ([tool.harness], --api-cmd ...)
+    if services:  # the service under test: its target, or commands / queue (--api-cmd ...)
         config = dataclasses.replace(config, **services)
     # Every process is labelled "<run id>.<scenario>": a whole run's leftovers are found by prefix.
     stack_id = f"{run_id or new_run_id()}.{scenario.name}"
@@ -260,5 +293,12 @@ def run_scenario(
         history=history,
         history_path=history_path,
         log_dir=log_dir,
-        **judge(history, checkers=scenario.checkers, expected_faults=nem.expected(), bound_s=bound),
+        **judge(
+            history,
+            checkers=scenario.checkers,
+            expected_faults=nem.expected(),
+            bound_s=bound,
+            result_check=config.target.result_check if config.target is not None else "shap",
+            result_path=config.target.workdir if config.target is not None else None,
+        ),
     )

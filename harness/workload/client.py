@@ -1,12 +1,13 @@
-"""Clients that submit real SHAP requests and watch them to the end, recording a `History`.
+"""Clients that submit jobs and watch them to the end, recording a `History`.
 
     workload = Workload(jobs=8, concurrency=2, mix={"light": 1, "slow": 1})
     run = WorkloadRun(workload, api_url=stack.api_url, history=history, seed=7, deadline=t0 + 20)
     run.start(); run.join(); run.final_pass()
 
 Each of `concurrency` client threads is closed-loop, as a Jepsen client: it submits one job
-(`POST /analyze`, real rows from scikit-learn's diabetes data), polls it (`GET /jobs/{id}`)
-until it is finished or failed, then takes the next. Submissions survive an API crash or a
+through its `JobClient` (by default `POST /analyze` with real rows of scikit-learn's diabetes
+data; a target's own API or its queues otherwise, see `harness.targets`), polls it until it is
+finished or failed, then takes the next. Submissions survive an API crash or a
 Redis outage: connection errors and 5xx answers are retried with backoff until the deadline.
 Everything observed goes into the History: `submitted` / `accepted` / `rejected` per request,
 a `status` event whenever (status, attempts, worker) changes, one `terminal` event per job, and
@@ -20,10 +21,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
-
-import requests
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from harness.defaults import (
     CLIENT_BACKOFF_MAX_S,
@@ -37,7 +37,31 @@ from harness.defaults import (
 from harness.workload.history import ACCEPTED, NOTE, REJECTED, STATUS, SUBMITTED, TERMINAL, History
 from harness.workload.plan import JobSpec, Workload
 
-__all__ = ["WorkloadRun"]
+__all__ = ["Answer", "JobClient", "WorkloadRun"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one submission got: a job id (accepted), a refusal (4xx `status`), or `retry`."""
+
+    job_id: str | None = None
+    status: int | None = None
+    error: str = ""
+    retry: bool = False  # could not be submitted now (API down, 5xx, Redis away): try again
+    expect: dict[str, Any] | None = None  # what the harness itself knows the result must be
+
+
+class JobClient(Protocol):
+    """How one client thread submits jobs and reads them back (`harness.targets`: http, rq)."""
+
+    def submit(self, spec: JobSpec) -> Answer: ...
+
+    def view(self, job_id: str) -> dict[str, Any] | None:
+        """status / attempts / worker / result / error; {"status": "missing"} when the job is
+        unknown; None when the service cannot answer now."""
+        ...
+
+    def close(self) -> None: ...
 
 
 def _view_key(view: Mapping[str, Any]) -> tuple[Any, Any, Any]:
@@ -51,17 +75,29 @@ class WorkloadRun:
         self,
         workload: Workload,
         *,
-        api_url: str,
         history: History,
+        api_url: str | None = None,
+        clients: Callable[[], JobClient] | None = None,
         seed: int | str,
         deadline: float,
         submit_until: float | None = None,
         request_timeout: float = CLIENT_REQUEST_TIMEOUT_S,
     ) -> None:
         """`deadline` (monotonic): the clients stop, watching included; `submit_until`: no new
-        submission after this (a soak's time cap), the jobs in flight are still watched."""
+        submission after this (a soak's time cap), the jobs in flight are still watched. `clients`
+        makes each client thread's JobClient; the default posts to this repository's API at `api_url`."""
+        if clients is None:
+            if api_url is None:
+                raise ValueError("WorkloadRun needs api_url or clients")
+            from harness.targets.http_submit import HttpJobClient
+
+            url = api_url
+
+            def clients() -> JobClient:
+                return HttpJobClient(api_url=url, request_timeout=request_timeout)
+
         self.workload = workload
-        self.api_url = api_url.rstrip("/")
+        self.new_client = clients
         self.history = history
         self.deadline = deadline
         self.submit_until = submit_until
@@ -141,7 +177,7 @@ class WorkloadRun:
         return spec
 
     def _client(self, index: int) -> None:
-        session = requests.Session()
+        session = self.new_client()
         try:
             while self._live():
                 spec = self._take()
@@ -157,31 +193,24 @@ class WorkloadRun:
         finally:
             session.close()
 
-    def _submit(self, session: requests.Session, spec: JobSpec) -> str | None:
+    def _submit(self, session: JobClient, spec: JobSpec) -> str | None:
         backoff = CLIENT_BACKOFF_S
         attempt = 0
         last_error = ""
         while self._live():
             attempt += 1
             self.history.record(SUBMITTED, request_id=spec.request_id, job_kind=spec.kind, attempt=attempt)
-            try:
-                r = session.post(f"{self.api_url}/analyze", json=spec.body, timeout=self.request_timeout)
-            except requests.RequestException as exc:  # API down (crash) or unreachable: retry
-                last_error = f"{type(exc).__name__}"
-                r = None
-            if r is not None:
-                if r.status_code == 202:
-                    job_id = str(r.json()["job_id"])
-                    with self._lock:
-                        self._kinds[job_id] = spec.kind
-                    self.history.record(ACCEPTED, job_id, request_id=spec.request_id, job_kind=spec.kind)
-                    return job_id
-                if r.status_code < 500:  # the request itself is wrong: no point retrying
-                    self.history.record(
-                        REJECTED, request_id=spec.request_id, status=r.status_code, error=_error_text(r)
-                    )
-                    return None
-                last_error = f"HTTP {r.status_code}: {_error_text(r)}"  # 503 while Redis is away
+            answer = session.submit(spec)
+            if answer.job_id is not None:
+                with self._lock:
+                    self._kinds[answer.job_id] = spec.kind
+                extra = {"expect": answer.expect} if answer.expect is not None else {}
+                self.history.record(ACCEPTED, answer.job_id, request_id=spec.request_id, job_kind=spec.kind, **extra)
+                return answer.job_id
+            if not answer.retry:  # the request itself is wrong: no point retrying
+                self.history.record(REJECTED, request_id=spec.request_id, status=answer.status, error=answer.error)
+                return None
+            last_error = answer.error
             self.stop_event.wait(backoff)
             backoff = min(backoff * 2, CLIENT_BACKOFF_MAX_S)
         self.history.record(
@@ -189,23 +218,11 @@ class WorkloadRun:
         )
         return None
 
-    def _get(self, session: requests.Session, job_id: str) -> dict[str, Any] | None:
-        """The job's view; {"status": "missing"} on 404; None when the API cannot answer now."""
-        try:
-            r = session.get(f"{self.api_url}/jobs/{job_id}", timeout=self.request_timeout)
-        except requests.RequestException:
-            return None
-        if r.status_code == 404:
-            return {"status": MISSING, "attempts": None, "worker": None}
-        if r.status_code != 200:
-            return None
-        return r.json()
-
-    def _watch(self, session: requests.Session, job_id: str) -> None:
+    def _watch(self, session: JobClient, job_id: str) -> None:
         last: tuple[Any, Any, Any] | None = None
         missing_since: float | None = None
         while self._live():
-            view = self._get(session, job_id)
+            view = session.view(job_id)
             if view is not None:
                 key = _view_key(view)
                 if key != last:
@@ -235,8 +252,9 @@ class WorkloadRun:
             "recovery": view.get("recovery"),
             **{k: v for k, v in _view_extras(view).items() if k != "recovery"},
             "late_completions": int(view.get("late_completions_rejected") or 0),
-            # times the job was started (stock RQ counts none: unknown, not 1)
-            "executions": attempts if attempts else None,
+            # times the job was started: the witness's count, else the service's (stock RQ
+            # counts none: unknown, not 1)
+            "executions": view.get("executions") or attempts or None,
             **extra,
         }
         with self._lock:
@@ -255,14 +273,14 @@ class WorkloadRun:
         `timeout`: seconds the pass may spend waiting on an API that does not answer (however
         long the pass itself takes: a soak reads thousands of jobs).
         """
-        session = requests.Session()
+        session = self.new_client()
         unanswered_s = 0.0  # `timeout` bounds the time spent on an API that does not answer, not the pass
         try:
             for job_id in self.accepted():
                 view = None
                 while view is None and unanswered_s < timeout:
                     t = time.monotonic()
-                    view = self._get(session, job_id)
+                    view = session.view(job_id)
                     if view is None:
                         time.sleep(FINAL_PASS_RETRY_S)
                         unanswered_s += time.monotonic() - t
@@ -312,10 +330,3 @@ def _view_extras(view: Mapping[str, Any]) -> dict[str, Any]:
             if facts.get(key) is not None:
                 out[key] = facts[key]
     return out
-
-
-def _error_text(r: requests.Response) -> str:
-    try:
-        return str(r.json().get("error", r.text))[:300]
-    except ValueError:
-        return r.text[:300]

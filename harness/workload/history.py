@@ -28,6 +28,7 @@ __all__ = [
     "STATUS",
     "SUBMITTED",
     "TERMINAL",
+    "WITNESS",
     "Event",
     "EventLine",
     "History",
@@ -42,6 +43,7 @@ FAULT_HEALED = "fault_healed"  # data: fault, target
 TERMINAL = "terminal"  # job_id; data: status, attempts, result?, error?, late_completions?, executions?
 DETECTED = "detected"  # job_id; data: by, action (requeued|failed)
 NOTE = "note"  # data: free text
+WITNESS = "witness"  # job_id; data: executions (what the witness recorded: id, started, ended, outcome)
 
 EVENT_KINDS = (
     SUBMITTED,
@@ -53,6 +55,7 @@ EVENT_KINDS = (
     TERMINAL,
     DETECTED,
     NOTE,
+    WITNESS,
 )
 
 

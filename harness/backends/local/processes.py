@@ -54,9 +54,19 @@ def kill_tree(pid: int, sig: int = signal.SIGKILL) -> list[int]:
 class ManagedProcess:
     """One labelled child process with its log file."""
 
-    def __init__(self, name: str, argv: Sequence[str], *, env: dict[str, str], log_dir: Path, run_id: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str],
+        log_dir: Path,
+        run_id: str,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
+        self.cwd = cwd
         self.env = {**env, RUN_ID_ENV: run_id, OWNER_ENV: str(os.getpid())}
         self.log_path = Path(log_dir) / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -69,6 +79,7 @@ class ManagedProcess:
             self.proc = subprocess.Popen(
                 self.argv,
                 env=self.env,
+                cwd=self.cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

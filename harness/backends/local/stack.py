@@ -31,6 +31,7 @@ from harness.backends.local.tls import tls_files
 from harness.backends.local.worker import WorkerHandle
 from harness.backends.readiness import http_ok, redis_pings, rq_worker_registered
 from harness.nemesis.proxy import TcpProxy
+from harness.targets.witness import Witness
 from harness.wait import NotReady, wait_until
 
 __all__ = ["Stack"]
@@ -44,15 +45,20 @@ class Stack(ServiceClient):
     def __init__(self, config: StackConfig | None = None, *, run_id: str | None = None) -> None:
         super().__init__(config, run_id=run_id)
         self.redis_port = free_port()
-        self.api_port = free_port()
+        self.api_port = self._free_port()
         self.redis_proc: ManagedProcess | None = None
         self.api_proc: ManagedProcess | None = None
         self.workers: list[WorkerHandle] = []
         self._worker_seq = 0
         self._redis: Redis | None = None
         self.startup_s: dict[str, float] = {}
+        self.witness: Witness | None = None  # the harness's own Redis, for probe jobs (rq targets)
 
     # -- addresses ---------------------------------------------------------------------------
+
+    def _free_port(self) -> int:
+        """A port for the service under test: in the target's range when it names one."""
+        return free_port(self.config.target.ports if self.config.target is not None else None)
 
     @property
     def redis_url(self) -> str:
@@ -70,6 +76,8 @@ class Stack(ServiceClient):
 
     def service_env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "PYTEST_"))}
+        # A target's commands (`rq worker ...`) run from the harness's own environment first.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.update(
             self.config.service_env(
                 redis_url=self.redis_url, admin_token=self.admin_token, port=self.api_port, host="127.0.0.1", **extra
@@ -83,7 +91,11 @@ class Stack(ServiceClient):
         reap_leftovers()  # a crashed earlier run must not hold ports or pollute `ps`
         t0 = time.monotonic()
         self.start_redis()
-        self.start_api()
+        target = self.config.target
+        if target is not None and target.submit == "rq":
+            self.witness = Witness(self.log_dir, run_id=self.run_id).start()
+        if self.has_api:
+            self.start_api()
         for _ in range(self.config.workers):
             self.add_worker(wait=False)
         for handle in self.workers:
@@ -91,9 +103,12 @@ class Stack(ServiceClient):
         self.startup_s["total"] = time.monotonic() - t0
         return self
 
-    def _proc(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
+    def _proc(self, name: str, argv: list[str], env: dict[str, str], *, service: bool = False) -> ManagedProcess:
+        """Start one labelled process; the service's own (`service`) run in its target's directory."""
         env = {**env, "HARNESS_PROC": name}
-        return ManagedProcess(name, argv, env=env, log_dir=self.log_dir, run_id=self.run_id).start()
+        target = self.config.target
+        cwd = target.workdir if service and target is not None else None
+        return ManagedProcess(name, argv, env=env, log_dir=self.log_dir, run_id=self.run_id, cwd=cwd).start()
 
     def _retry_port(self, start, attr: str, *, fixed: bool = False) -> None:
         """free_port() is free when asked, not when bound: another process (or a parallel stack)
@@ -105,13 +120,15 @@ class Stack(ServiceClient):
             except NotReady as exc:
                 if fixed or attempt == 2 or "address already in use" not in str(exc).lower():
                     raise
-                setattr(self, attr, free_port())
+                setattr(self, attr, self._free_port() if attr == "api_port" else free_port())
 
     def start_redis(self) -> None:
         # A restart keeps its port: the API and the workers are connected to it.
         self._retry_port(self._start_redis, "redis_port", fixed=self.redis_proc is not None)
 
     def start_api(self) -> None:
+        if not self.has_api:
+            raise Unsupported(f"target {self.config.target.name} has no API")  # type: ignore[union-attr]
         self._retry_port(self._start_api, "api_port")
 
     def _start_redis(self) -> None:
@@ -162,10 +179,22 @@ class Stack(ServiceClient):
             alive=self.redis_proc.alive,
         )
 
+    @property
+    def has_api(self) -> bool:
+        """False for a target without an API (jobs go straight onto its queues)."""
+        return self.config.target is None or self.config.target.api is not None
+
     def _start_api(self) -> None:
-        self.api_proc = self._proc("api", list(self.config.api_cmd), self.service_env())
+        target = self.config.target
+        ready = "/ping"
+        if target is None:
+            argv = list(self.config.api_cmd)
+        else:
+            argv = target.api_argv(port=self.api_port, redis_url=self.redis_url) or []
+            ready = target.http.ready_path if target.http is not None else "/"
+        self.api_proc = self._proc("api", argv, self.service_env(), service=True)
         self.startup_s["api"] = wait_until(
-            http_ok(f"{self.api_url}/ping"),
+            http_ok(f"{self.api_url}{ready}"),
             what="api",
             timeout=self.config.ready_timeout,
             log_tail=self.api_proc.log_tail,
@@ -177,13 +206,18 @@ class Stack(ServiceClient):
     ) -> WorkerHandle:
         self._worker_seq += 1
         name = f"w{self._worker_seq}-{self.run_id[-6:]}"
-        argv = worker_argv(self.config.worker_cmd, name=name, fix=fix or self.config.fix, python=sys.executable)
         env = dict(env or {})
         proxy = None
         if self.config.worker_redis_via_proxy:
             proxy = TcpProxy("127.0.0.1", self.redis_port, name=f"proxy-{name}").start()
             env.setdefault("REDIS_URL", self.redis_url_via(proxy.port))
-        handle = WorkerHandle(name, self._proc(name, argv, self.service_env(**env)), proxy)
+        fix = fix or self.config.fix
+        target = self.config.target
+        if target is None:
+            argv = worker_argv(self.config.worker_cmd, name=name, fix=fix, python=sys.executable)
+        else:
+            argv = target.worker_argv(name=name, redis_url=env.get("REDIS_URL", self.redis_url), fix=fix)
+        handle = WorkerHandle(name, self._proc(name, argv, self.service_env(**env), service=True), proxy)
         self.workers.append(handle)
         if wait:
             self._wait_worker(handle)
@@ -223,7 +257,10 @@ class Stack(ServiceClient):
         return self._kill(self.api_proc, "API")
 
     def unsupported(self, fault: str) -> str | None:
-        """Every fault makes sense locally (redis-partition asks for worker_redis_via_proxy)."""
+        """Every fault makes sense locally (redis-partition asks for worker_redis_via_proxy),
+        except api-crash on a target without an API."""
+        if fault == "api-crash" and not self.has_api:
+            return "the target has no API to crash (its jobs are enqueued straight onto its queues)"
         return None
 
     def stop(self) -> None:
@@ -236,6 +273,8 @@ class Stack(ServiceClient):
         for handle in self.workers:
             if handle.proxy is not None:
                 handle.proxy.stop()
+        if self.witness is not None:
+            self.witness.stop()
         if self._redis is not None:
             self._redis.close()
         reap_leftovers(run_id=self.run_id)
