@@ -127,6 +127,17 @@ EXPECTED_ENDING = {"light": "finished", "heavy": "finished", "slow": "finished",
 #: re-executions are not judged.
 SELF_FAULTING_KINDS = ("hang", "hungry")
 
+#: Availability: a fault that heals only in the final phase (a kill, a held worker) counts as
+#: "during" for this many seconds after it struck (a restart's worth), not for the rest of the run.
+AVAILABILITY_WINDOW_S = 3.0
+#: A scenario's availability bounds: the share of submission attempts accepted outside fault
+#: windows, and during them. A fault on a worker leaves the submission path alone (0.9 during);
+#: scenarios whose faults hit it (an API crash, a Redis restart) set their own during bound.
+AVAILABILITY_OUTSIDE = 0.95
+AVAILABILITY_DURING = 0.9
+#: The during bound of a scenario whose faults take the submission path down.
+AVAILABILITY_DURING_OUTAGE = 0.0
+
 # --- scenarios and runs ------------------------------------------------------------------------
 #: A scenario's defaults: workers, when the workload stops, the pause between heal and final read.
 SCENARIO_WORKERS = 2

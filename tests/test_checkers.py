@@ -116,13 +116,17 @@ def test_checkers_satisfy_protocol() -> None:
         "expected_outcome",
         "result_correct",
         "recovery_time",
+        "availability",
+        "reconciliation",
+        "final_read",
     ]
-    assert default_checkers(bound_s=7.5)[-1].bound_s == 7.5
+    (timing,) = [c for c in default_checkers(bound_s=7.5) if c.name == "recovery_time"]
+    assert timing.bound_s == 7.5
 
 
 def test_healthy_run_passes_every_default_checker() -> None:
     overall, verdicts = compose(default_checkers(bound_s=5.0), healthy_run())
-    assert [v.status for v in verdicts] == ["pass"] * 7
+    assert [v.status for v in verdicts] == ["pass"] * 10
     assert overall.valid is True
     assert overall.details["pass"] == [v.name for v in verdicts]
 
@@ -578,6 +582,9 @@ def test_compose_fails_overall_when_one_checker_fails() -> None:
         "expected_outcome": "pass",
         "result_correct": "pass",
         "recovery_time": "fail",
+        "availability": "pass",
+        "reconciliation": "pass",
+        "final_read": "pass",
     }
     assert overall.details["fail"] == ["all_terminal", "recovery_time"]
 

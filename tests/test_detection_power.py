@@ -1,8 +1,10 @@
-"""The harness sees each kind of recovery bug: every deliberately broken layer goes red.
+"""The harness sees each kind of bug: every deliberately broken layer or API goes red.
 
-Each deliberately broken fix (harness/testing/broken_fixes.py) breaks one guarantee; each is run against the scenario
-that should expose it, and the checker that must catch it is named. The bundled fix passing
-the same scenarios is shown by scenarios/ and tests/test_cli.py.
+Each deliberately broken fix (harness/testing/broken_fixes.py) or API (harness/testing/api.py)
+breaks one guarantee; each is run against the scenario that should expose it, and the checker
+that must catch it is named: every checker of the standard suite has one. The bundled fix
+passing the same scenarios is shown by scenarios/ and tests/test_cli.py; stock RQ's own worker
+going red is tests/test_targets.py.
 """
 
 from __future__ import annotations
@@ -20,6 +22,15 @@ CASES = [
     ("never-fail", "oom", "all_terminal"),  # a job that OOMs on every attempt
     ("no-fencing", "pause-worker", "duplicates"),
     ("outside-process", "kill-worker", "all_terminal"),
+    ("late-recovery", "kill-worker", "recovery_time"),
+    ("short-timeout", "kill-worker", "expected_outcome"),
+    ("torn-result", "kill-worker", "result_correct"),
+    ("eager-cleanup", "kill-worker", "no_lost"),
+]
+#: Broken APIs: (what --break takes, scenario, the checker that must fail).
+API_CASES = [
+    ("flaky-accept", "kill-worker", "availability"),
+    ("double-enqueue", "kill-worker", "reconciliation"),
 ]
 
 
@@ -33,4 +44,15 @@ def test_harness_flags_the_broken_layer(tmp_path, harness_cli, mutant, scenario,
     assert summary["fix"] == mutant
     assert run.returncode == 1, run.stdout[-3000:]
     assert result["verdict"] == "fail", result
+    assert result["checkers"][checker] == "fail", result["checkers"]
+
+
+@pytest.mark.parametrize("broken,scenario,checker", API_CASES, ids=[c[0] for c in API_CASES])
+def test_harness_flags_the_broken_api(tmp_path, harness_cli, broken, scenario, checker):
+    api = f"{{python}} -m harness.testing.api --break {broken}"
+    run = harness_cli(
+        "run", "--api-cmd", api, "--scenario", scenario, "--report-dir", str(tmp_path), "--seed", "11", timeout=230
+    )
+    (result,) = json.loads((tmp_path / "summary.json").read_text())["scenarios"]
+    assert run.returncode == 1, run.stdout[-3000:]
     assert result["checkers"][checker] == "fail", result["checkers"]

@@ -39,6 +39,7 @@ def test_kinds_are_the_documented_set() -> None:
         "detected",
         "note",
         "witness",
+        "reconcile",
     )
 
 

@@ -10,6 +10,7 @@ that cannot decide, or crashes, says "unknown", never a pass.
 from __future__ import annotations
 
 from harness.checkers.attribution import FaultHits, attributed, fault_hits
+from harness.checkers.evidence import Availability, FinalRead, Reconciliation
 from harness.checkers.liveness import AllTerminal, NoLost
 from harness.checkers.meta import ExpectedOutcome, FaultsInjected, WorkloadRan
 from harness.checkers.safety import Duplicates, Reexecutions, ResultCorrect, additivity_errors
@@ -20,12 +21,15 @@ from harness.checkers.verdict import Checker, Verdict, compose, events_by_job, p
 __all__ = [
     "DEFAULT_CHECKER_NAMES",
     "AllTerminal",
+    "Availability",
     "Checker",
     "Duplicates",
     "ExpectedOutcome",
     "FaultHits",
     "FaultsInjected",
+    "FinalRead",
     "NoLost",
+    "Reconciliation",
     "RecoveryTime",
     "Reexecutions",
     "ResultCorrect",

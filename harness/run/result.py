@@ -19,6 +19,7 @@ from harness.checkers import (
     default_checkers,
     run_checker,
 )
+from harness.defaults import AVAILABILITY_DURING, AVAILABILITY_OUTSIDE
 from harness.workload.history import FAULT_INJECTED, NOTE, History
 
 __all__ = ["ScenarioResult", "fault_totals", "judge"]
@@ -136,11 +137,14 @@ def judge(
     bound_s: float,
     result_check: str = "shap",
     result_path: Path | None = None,
+    availability: tuple[float, float] = (AVAILABILITY_OUTSIDE, AVAILABILITY_DURING),
 ) -> dict[str, Any]:
     """Judge a run's history with the named standard checkers plus the run's own checks (the
     faults happened, the workload ran); the `ScenarioResult` fields that come from the verdicts."""
     wanted = set(checkers)
-    standard = default_checkers(bound_s=bound_s, result_check=result_check, result_path=result_path)
+    standard = default_checkers(
+        bound_s=bound_s, result_check=result_check, result_path=result_path, availability=availability
+    )
     suite = [c for c in standard if c.name in wanted]
     suite += [FaultsInjected(expected_faults), WorkloadRan()]
     overall, verdicts = compose(suite, history)

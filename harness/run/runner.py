@@ -37,6 +37,7 @@ from harness.defaults import (
 )
 from harness.nemesis import FaultContext, fault_label
 from harness.run.nemesis_thread import NemesisThread
+from harness.run.reconcile import record_reconcile
 from harness.run.result import ScenarioResult, judge
 from harness.run.scenario import PROFILES, Profile, RunPlan, Scenario
 from harness.targets.clients import client_factory
@@ -208,6 +209,7 @@ def _run_in(
     history.record(NOTE, text="final phase: faults healed")
     time.sleep(scenario.settle_s)
     run.final_pass()
+    record_reconcile(stack, history)
     _record_witness(stack, history)
     if repairer:
         repairer.stop()
@@ -300,5 +302,6 @@ def run_scenario(
             bound_s=bound,
             result_check=config.target.result_check if config.target is not None else "shap",
             result_path=config.target.workdir if config.target is not None else None,
+            availability=scenario.availability,
         ),
     )

@@ -25,6 +25,8 @@ from typing import Any
 from harness.backends.config import StackConfig
 from harness.checkers import DEFAULT_CHECKER_NAMES
 from harness.defaults import (
+    AVAILABILITY_DURING,
+    AVAILABILITY_OUTSIDE,
     DEFAULT_SLACK_S,
     FAST_LEASES,
     MAX_SOAK_MINUTES,
@@ -153,6 +155,8 @@ class Scenario:
     # The workload of a soak run (mix, concurrency, rate; `jobs` comes from the profile's Soak).
     # Needs a RandomSchedule, which keeps drawing faults for as long as the soak submits.
     soak: Workload | None = None
+    # The share of submission attempts that must be accepted (outside, during) fault windows.
+    availability: tuple[float, float] = (AVAILABILITY_OUTSIDE, AVAILABILITY_DURING)
 
     def __post_init__(self) -> None:
         if self.soak is not None and not isinstance(self.faults, RandomSchedule):

@@ -12,6 +12,10 @@ one of them has a blind spot; tests/test_detection_power.py checks that each goe
 | racy-sweeper | claim is check-then-act, no duplicate-delivery guard | a job executed twice at once |
 | no-fencing | a presumed-dead attempt may still write its result | a zombie's result replaces the newer one |
 | outside-process | the fix is imported in a throwaway interpreter, then plain RQ runs | stuck jobs |
+| late-recovery | a dead worker's job is taken back 6 s late | recovery time past the bound |
+| short-timeout | every job gets a 1 s timeout, whatever it asked for | good slow jobs failed |
+| torn-result | one SHAP value of every result is off by one | results that do not add up |
+| eager-cleanup | a job's hash is deleted as soon as it finished | jobs the service no longer knows |
 """
 
 from __future__ import annotations
@@ -85,6 +89,33 @@ class _RacyTracker(Tracker):
         return attempt
 
 
+class _LateTracker(Tracker):
+    def claim(self, job_id: str, **kwargs) -> int:
+        time.sleep(6.0)  # "give it a little longer, it may come back"
+        return super().claim(job_id, **kwargs)
+
+
+class _ShortTimeout:
+    def perform_job(self, job: Job, queue, execution) -> bool:
+        job.timeout = 1  # "nothing should take more than a second"
+        return super().perform_job(job, queue, execution)  # type: ignore[misc]
+
+
+class _TornResult:
+    def _finalize_success(self, job: Job, queue, execution, return_value):
+        if isinstance(return_value, dict) and return_value.get("shap_values"):
+            rows = [list(r) for r in return_value["shap_values"]]
+            rows[0][0] += 1.0  # two attempts' halves glued together
+            return_value = {**return_value, "shap_values": rows}
+        return super()._finalize_success(job, queue, execution, return_value)  # type: ignore[misc]
+
+
+class _EagerCleanup:
+    def _finalize_success(self, job: Job, queue, execution, return_value):
+        super()._finalize_success(job, queue, execution, return_value)  # type: ignore[misc]
+        job.delete()  # "results are read at once anyway"
+
+
 class _Unfenced:
     @contextlib.contextmanager
     def _fenced(self, job: Job) -> Iterator[None]:
@@ -97,6 +128,10 @@ _BREAKS: dict[str, tuple[type[Tracker], tuple[type, ...]]] = {
     "never-fail": (_NeverFailTracker, ()),
     "racy-sweeper": (_RacyTracker, ()),
     "no-fencing": (Tracker, (_Unfenced,)),
+    "late-recovery": (_LateTracker, ()),
+    "short-timeout": (Tracker, (_ShortTimeout,)),
+    "torn-result": (Tracker, (_TornResult,)),
+    "eager-cleanup": (Tracker, (_EagerCleanup,)),
 }
 
 #: Not a worker class: the original deployment's mistake; its worker is stock RQ.

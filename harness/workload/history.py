@@ -24,6 +24,7 @@ __all__ = [
     "FAULT_HEALED",
     "FAULT_INJECTED",
     "NOTE",
+    "RECONCILE",
     "REJECTED",
     "STATUS",
     "SUBMITTED",
@@ -43,6 +44,7 @@ FAULT_HEALED = "fault_healed"  # data: fault, target
 TERMINAL = "terminal"  # job_id; data: status, attempts, result?, error?, late_completions?, executions?
 DETECTED = "detected"  # job_id; data: by, action (requeued|failed)
 NOTE = "note"  # data: free text
+RECONCILE = "reconcile"  # data: read_ok, jobs {job_id: status} (every job the Redis under test holds), dangling
 WITNESS = "witness"  # job_id; data: executions (what the witness recorded: id, started, ended, outcome)
 
 EVENT_KINDS = (
@@ -56,6 +58,7 @@ EVENT_KINDS = (
     DETECTED,
     NOTE,
     WITNESS,
+    RECONCILE,
 )
 
 

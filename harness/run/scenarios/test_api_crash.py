@@ -2,6 +2,7 @@
 
 import pytest
 
+from harness.defaults import AVAILABILITY_DURING_OUTAGE, AVAILABILITY_OUTSIDE
 from harness.nemesis import ApiCrash
 from harness.run import WHEN_RUNNING, Scenario
 from harness.workload import Workload
@@ -10,6 +11,7 @@ pytestmark = pytest.mark.chaos
 
 SCENARIO = Scenario(
     name="api-crash",
+    availability=(AVAILABILITY_OUTSIDE, AVAILABILITY_DURING_OUTAGE),  # its faults refuse submissions
     workload=Workload(jobs=8, concurrency=2, mix={"light": 1, "slow": 1}, slow_s=2),
     faults=[(WHEN_RUNNING, ApiCrash(for_s=2))],
     deadline_s=20,

@@ -8,6 +8,7 @@ seconds the whole time (harness.run.scenario.Soak; HARNESS_SOAK_JOBS / HARNESS_S
 
 import pytest
 
+from harness.defaults import AVAILABILITY_DURING_OUTAGE, AVAILABILITY_OUTSIDE
 from harness.nemesis import (
     ApiCrash,
     Fault,
@@ -35,6 +36,7 @@ POOL: list[Fault] = [
 
 SCENARIO = Scenario(
     name="nemesis",
+    availability=(AVAILABILITY_OUTSIDE, AVAILABILITY_DURING_OUTAGE),  # its faults refuse submissions
     workload=Workload(jobs=36, concurrency=3, rate=2.0, mix={"light": 6, "heavy": 2, "slow": 2}, slow_s=2),
     faults=nemesis(POOL, count=4, start_s=2, every_s=(3, 4.5)),
     workers=3,
