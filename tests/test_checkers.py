@@ -460,27 +460,43 @@ def test_recovery_time_targeted_fault() -> None:
     assert v.details["bound_s"] == 5.0
 
 
-def test_recovery_time_untargeted_fault_hits_in_flight_jobs_only() -> None:
+def test_recovery_time_a_fault_without_a_job_times_only_what_it_hit() -> None:
     s = Script()
     job(s, "done_before", 0.0, 0.5)
     job(s, "a", 0.0, None)
     job(s, "b", 0.2, None)
-    s.at(1.0, "fault_injected", fault="kill_redis", target="redis")
+    job(s, "queued", 0.3, None)
+    s.at(1.0, "fault_injected", fault="redis-restart", target="redis", running_jobs=["a", "b"])
+    s.at(1.2, "fault_injected", fault="api-crash", target="api")  # no job was running on the API
     job(s, "after", 1.5, 2.0)
     s.at(2.0, "terminal", "a", status="finished", attempts=1)
     s.at(4.0, "terminal", "b", status="failed", attempts=3, error="gave up")
+    s.at(9.0, "terminal", "queued", status="finished", attempts=1)
     v = RecoveryTime(bound_s=5.0).check(s.history)
     assert v.valid is True
-    assert v.details["samples"] == {"a": 1.0, "b": 3.0}
+    assert v.details["samples"] == {"a": 1.0, "b": 3.0}  # "queued" was in flight, but nothing broke it
     assert v.details["p50"] == 1.0
     assert v.details["p99"] == 3.0
     assert v.details["max"] == 3.0
+
+
+def test_recovery_time_runs_from_the_first_fault_that_broke_the_attempt() -> None:
+    s = Script()
+    job(s, "j1", 0.0, None)
+    s.at(0.5, "status", "j1", status="started", worker="w1")
+    s.at(1.0, "fault_injected", fault="redis-partition", target="w1", job_id="j1")
+    s.at(2.0, "fault_injected", fault="kill-worker", target="w1", job_id="j1")  # the same attempt
+    s.at(5.0, "terminal", "j1", status="finished", attempts=2)
+    v = RecoveryTime(bound_s=3.5).check(s.history)
+    assert v.details["samples"] == {"j1": 4.0} and v.valid is False  # not 3.0 from the later fault
 
 
 def test_recovery_time_fails_when_slow() -> None:
     s = Script()
     job(s, "fast", 0.0, None)
     job(s, "slow", 0.0, None)
+    s.at(0.5, "status", "fast", status="started", worker="w1")
+    s.at(0.6, "status", "slow", status="started", worker="w1")
     s.at(1.0, "fault_injected", fault="kill_worker", target="w1")
     s.at(2.0, "terminal", "fast", status="finished", attempts=1)
     s.at(12.0, "terminal", "slow", status="finished", attempts=2)
@@ -506,7 +522,8 @@ def test_recovery_time_fails_on_unrecovered_job() -> None:
     assert v.details["over_bound"] == []
 
 
-def test_recovery_time_repeated_faults_timed_from_last() -> None:
+def test_recovery_time_a_new_attempt_broken_again_is_timed_from_that_fault() -> None:
+    """The second kill found j1 running on another worker: its first attempt had been recovered."""
     s = Script()
     job(s, "j1", 0.0, None)
     s.at(1.0, "fault_injected", fault="kill_worker", target="w1", job_id="j1")
@@ -609,7 +626,7 @@ def test_recovery_time_accepts_target_in_data_too(tmp_path) -> None:
 # -- Reexecutions ---------------------------------------------------------------------------
 
 
-def _reexec_history(*, executions: int, fault_on: str | None, global_fault: bool = False):
+def _reexec_history(*, executions: int, fault_on: str | None, fault: dict | None = None):
     from harness.checkers import Reexecutions
 
     clock = iter(range(100)).__next__
@@ -618,8 +635,8 @@ def _reexec_history(*, executions: int, fault_on: str | None, global_fault: bool
     h.record("accepted", job_id="j2")
     if fault_on:
         h.record("fault_injected", job_id=fault_on, fault="kill_worker")
-    if global_fault:
-        h.record("fault_injected", fault="redis_restart")
+    if fault:
+        h.record("fault_injected", **fault)
     h.record("terminal", job_id="j1", status="finished", executions=executions)
     h.record("terminal", job_id="j2", status="finished", executions=1)
     return Reexecutions().check(h)
@@ -635,10 +652,14 @@ def test_reexecution_without_a_fault_fails():
     assert v.valid is False and v.details["unexplained"] == {"j1": {"executions": 2, "faults": 0}}
 
 
-def test_reexecution_beyond_the_faults_fails_and_a_global_fault_hits_every_open_job():
+def test_reexecution_beyond_the_faults_fails_and_a_fault_without_a_job_excuses_what_it_hit():
     assert _reexec_history(executions=3, fault_on="j1").valid is False
-    assert _reexec_history(executions=2, fault_on=None, global_fault=True).valid is True
     assert _reexec_history(executions=2, fault_on="j2").valid is False  # the fault hit another job
+    redis = {"fault": "redis-restart", "target": "redis", "running_jobs": ["j1"]}
+    assert _reexec_history(executions=2, fault_on=None, fault=redis).valid is True  # j1 ran on it
+    assert _reexec_history(executions=2, fault_on=None, fault={**redis, "running_jobs": ["j2"]}).valid is False
+    api = {"fault": "api-crash", "target": "api", "running_jobs": ["j1"]}
+    assert _reexec_history(executions=2, fault_on=None, fault=api).valid is False  # workers carry on
 
 
 def test_expected_outcome_fails_a_good_job_that_failed_and_a_hang_that_finished():

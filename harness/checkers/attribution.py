@@ -5,11 +5,14 @@ it lists as running when it struck (`running_jobs`: a Redis kill, an API crash),
 it hit (`target`), on which the history may have seen other jobs `started`. Checkers ask
 different questions of the same reading, so `FaultHits` keeps the three apart:
 
-* `broken`: every attempt the fault names in any of the three ways (recovery-time times these);
-* `named`: the one job it aimed at (re-executions credit it; a fault naming none is generous and
-  credits every job in flight, since a re-run it caused cannot be told from one it did not);
+* `broken`: every attempt the fault names in any of the three ways (recovery-time times these,
+  each from the first fault that broke its attempt);
+* `excused`: the jobs whose extra execution it explains (re-executions credit these): the
+  attempts it cut short, and the jobs last seen running on the worker it hit. A fault that names
+  no job excuses only what ran on what it hit: a Redis kill its listed running jobs, an API
+  crash nothing (workers carry on);
 * `cut_short`: the attempts it surely killed: its job, or for a Redis kill the listed running
-  jobs. An API crash cuts none: workers carry on (expected-outcome counts these).
+  jobs. An API crash cuts none (expected-outcome counts these).
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ class FaultHits:
         empty when it names none of these."""
         hit = {self.named} if self.named is not None else set()
         return hit | set(self.listed) | self.on_target
+
+    @property
+    def excused(self) -> set[str]:
+        """Jobs whose re-execution this fault explains: what it cut short, and what ran on the
+        worker it hit."""
+        return set(self.cut_short) | self.on_target
 
     @property
     def cut_short(self) -> list[str]:

@@ -83,8 +83,8 @@ class Reexecutions:
 
     Re-running a job its worker lost is the point of recovery; re-running one nobody broke
     means the recovery layer took a live job (a sweeper that cannot tell slow from dead), or
-    two sweepers both requeued a dead one. A fault that names a job hits that job; one that
-    names none hits every job accepted and not yet terminal at that time (generous on purpose).
+    two sweepers both requeued a dead one. A fault excuses what it hit (`FaultHits.excused`):
+    its job and what ran on its worker, a Redis kill's running jobs, nothing for an API crash.
     Jobs whose own kind is the fault (a job that hangs or eats memory is retried by design)
     are not judged.
     """
@@ -109,8 +109,7 @@ class Reexecutions:
                     done.add(e.job_id)
                 executions[e.job_id] = max(executions.get(e.job_id, 0), int(e.data.get("executions") or 0))
             elif fault is not None:
-                in_flight = [j for j in accepted if j not in done]
-                for job_id in [fault.named] if fault.named is not None else in_flight:
+                for job_id in fault.excused:
                     hits[job_id] = hits.get(job_id, 0) + 1
         if seen is not None:  # the witness's count, not the service's
             executions = {j: len(seen.get(j, [])) for j in accepted}
