@@ -153,12 +153,12 @@ class Availability:
                 settle(rid, e.t, e.kind == ACCEPTED)
         for rid in list(pending):
             settle(rid, pending[rid], False)
-        share = {k: (a / n if n else None) for k, (a, n) in counts.items()}
-        low = {
-            k: share[k]
-            for k, bound in (("outside", self.outside), ("during", self.during))
-            if share[k] is not None and share[k] < bound
-        }
+        share: dict[str, float | None] = {k: (a / n if n else None) for k, (a, n) in counts.items()}
+        low: dict[str, float] = {}
+        for k, bound in (("outside", self.outside), ("during", self.during)):
+            value = share[k]
+            if value is not None and value < bound:
+                low[k] = value
         details = {
             "outside": share["outside"],
             "during": share["during"],

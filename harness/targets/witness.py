@@ -12,6 +12,7 @@ fencing from it, never from the service's account of itself.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -22,6 +23,7 @@ from harness.backends.config import free_port
 from harness.backends.local.processes import ManagedProcess, title_label
 from harness.backends.local.redis_server import find_redis_server
 from harness.backends.readiness import redis_pings
+from harness.text import text
 from harness.wait import wait_until
 
 __all__ = ["Execution", "Witness", "parse_entries"]
@@ -49,12 +51,12 @@ class Execution:
         }
 
 
-def parse_entries(entries: list[str]) -> list[Execution]:
+def parse_entries(entries: Sequence[bytes | str]) -> list[Execution]:
     """The executions one job's witness list records, in start order (malformed entries skipped)."""
     starts: dict[str, Execution] = {}
     ends: dict[str, tuple[float, str | None]] = {}
     for entry in entries:
-        words = entry.split()
+        words = (text(entry) or "").split()
         if len(words) < 5:
             continue
         try:
