@@ -123,6 +123,14 @@ SERVICE_MAX_ATTEMPTS = 3
 ADDITIVITY_RTOL = 1e-6
 #: How each job kind must end; a kind left out is not judged (a memory-hungry job may go either way).
 EXPECTED_ENDING = {"light": "finished", "heavy": "finished", "slow": "finished", "hang": "failed"}
+#: The models the harness can predict with itself, by the name a request gives: the same data and
+#: estimator as the service is meant to serve, trained by the harness (the oracle result-correct
+#: ties each SHAP result's predictions to). (dataset loader of sklearn.datasets, estimator params)
+ORACLE_MODELS = {
+    "diabetes": ("load_diabetes", {"n_estimators": 200, "max_depth": 3, "learning_rate": 0.05, "random_state": 0}),
+}
+#: |result prediction - oracle prediction| <= rtol * max(1, |oracle|).
+ORACLE_RTOL = 1e-9
 #: Kinds whose own code is the fault (they hang, or eat memory): retried by design, so their
 #: re-executions are not judged.
 SELF_FAULTING_KINDS = ("hang", "hungry")

@@ -710,3 +710,39 @@ def test_reexecution_of_a_job_that_hangs_by_itself_is_not_judged():
     h.record("terminal", job_id="s", status="finished", executions=2)
     v = Reexecutions().check(h)
     assert v.valid is False and set(v.details["unexplained"]) == {"s"}
+
+
+# -- result-correct ties a SHAP result to its request ------------------------------------------------
+
+
+def _shap_history(result: dict, rows: list[list[float]]) -> History:
+    s = Script()
+    s.at(0.0, "accepted", "j1", request_id="r1", job_kind="light", expect={"body": {"model": "diabetes", "rows": rows}})
+    s.at(1.0, "terminal", "j1", status="finished", result=result)
+    return s.history
+
+
+def _answer(rows: list[list[float]], predictions: list[float]) -> dict:
+    """A result that adds up: each row's SHAP values sum to prediction - base."""
+    base = 150.0
+    shap = [[(p - base) / len(r)] * len(r) for r, p in zip(rows, predictions, strict=True)]
+    return {"base_value": base, "shap_values": shap, "predictions": predictions}
+
+
+def test_result_correct_ties_a_shap_result_to_the_rows_its_request_sent():
+    from harness.checkers.oracle import oracle_predictions
+    from harness.workload.plan import diabetes_rows
+
+    rows = [list(r) for r in diabetes_rows()[:3]]
+    right = oracle_predictions("diabetes", rows)
+    assert right is not None and len(right) == 3
+    assert ResultCorrect().check(_shap_history(_answer(rows, right), rows)).valid is True
+    others = oracle_predictions("diabetes", [list(r) for r in diabetes_rows()[3:6]])
+    mixed = ResultCorrect().check(_shap_history(_answer(rows, others), rows))  # adds up, wrong rows
+    assert mixed.valid is False and "is not the model's" in mixed.details["reasons"]["j1"]
+    short = ResultCorrect().check(_shap_history(_answer(rows[:2], right[:2]), rows))
+    assert short.valid is False and "2 rows of SHAP values for the 3 rows sent" in short.details["reasons"]["j1"]
+    narrow = _answer([r[:9] for r in rows], right)
+    assert (
+        "9 SHAP values for 10 features" in ResultCorrect().check(_shap_history(narrow, rows)).details["reasons"]["j1"]
+    )

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.checkers.attribution import attributed
+from harness.checkers.oracle import oracle_predictions
 from harness.checkers.verdict import Verdict, events_by_job
 from harness.checkers.witness import result_execution, stale_result, witnessed
-from harness.defaults import ADDITIVITY_RTOL, SELF_FAULTING_KINDS, TERMINAL_STATUSES
+from harness.defaults import ADDITIVITY_RTOL, ORACLE_RTOL, SELF_FAULTING_KINDS, TERMINAL_STATUSES
 from harness.workload.history import ACCEPTED, TERMINAL, History
 
 __all__ = ["Duplicates", "Reexecutions", "ResultCorrect", "additivity_errors"]
@@ -163,7 +164,9 @@ class ResultCorrect:
     """Every finished job's result is right for what was asked; one with no result fails.
 
     `mode` is the target's `result_check`: `shap` (this service: SHAP additivity,
-    base + sum(shap) = prediction per row, which a torn or mixed-up result breaks), `probe` (a
+    base + sum(shap) = prediction per row, which a torn or mixed-up result breaks; and the result
+    answers its request: its rows, its features, and predictions equal to the harness's own
+    model's for the rows sent, `harness.checkers.oracle`), `probe` (a
     probe job's value equals what the harness computed for its request, and it names the
     execution that produced it), `none` (nothing is checked, and the verdict says so), or
     "package.module:function", called as function(result, expect) -> None or the reason it is wrong.
@@ -210,6 +213,7 @@ class ResultCorrect:
                         why = f"{self.mode} raised {type(exc).__name__}: {exc}"
                 else:
                     why, worst = self._additivity(job_id, result, worst)
+                    why = why or _request_error(result, expects.get(job_id))
                 if why:
                     bad.setdefault(job_id, str(why))
         details = {
@@ -237,6 +241,29 @@ class ResultCorrect:
             if worst is None or _rank(err) > _rank(worst["error"]):
                 worst = {"job_id": job_id, "row": i, "error": err}
         return why, worst
+
+
+def _request_error(result: Any, expect: Any) -> str | None:
+    """Why a SHAP result does not answer its request (None: it does, or the request is unknown):
+    one row of values per row sent, one value per feature sent, and predictions equal to the
+    harness's own model's for those rows."""
+    body = expect.get("body") if isinstance(expect, dict) else None
+    rows = body.get("rows") if isinstance(body, dict) else None
+    if not isinstance(rows, list) or not rows:
+        return None
+    shap = result["shap_values"]
+    if len(shap) != len(rows):
+        return f"{len(shap)} rows of SHAP values for the {len(rows)} rows sent"
+    for i, (values, row) in enumerate(zip(shap, rows, strict=True)):
+        if len(values) != len(row):
+            return f"row {i}: {len(values)} SHAP values for {len(row)} features sent"
+    want = oracle_predictions(str(body.get("model", "")), rows)
+    if want is None:
+        return None
+    for i, (got, exp) in enumerate(zip(result["predictions"], want, strict=True)):
+        if not abs(_scalar(got) - exp) <= ORACLE_RTOL * max(1.0, abs(exp)):
+            return f"row {i}: prediction {_scalar(got)!r} is not the model's {exp!r} for the row sent"
+    return None
 
 
 def _probe_error(result: Any, expect: Any) -> str | None:

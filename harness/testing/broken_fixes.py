@@ -16,6 +16,7 @@ one of them has a blind spot; tests/test_detection_power.py checks that each goe
 | short-timeout | every job gets a 1 s timeout, whatever it asked for | good slow jobs failed |
 | torn-result | one SHAP value of every result is off by one | results that do not add up |
 | eager-cleanup | a job's hash is deleted as soon as it finished | jobs the service no longer knows |
+| swapped-rows | a job explains its rows in reverse order | results that add up but answer another request |
 """
 
 from __future__ import annotations
@@ -110,6 +111,14 @@ class _TornResult:
         return super()._finalize_success(job, queue, execution, return_value)  # type: ignore[misc]
 
 
+class _SwappedRows:
+    def perform_job(self, job: Job, queue, execution) -> bool:
+        kwargs = job.kwargs
+        if isinstance(kwargs.get("rows"), list):
+            kwargs["rows"] = kwargs["rows"][::-1]  # "the order of rows does not matter"
+        return super().perform_job(job, queue, execution)  # type: ignore[misc]
+
+
 class _EagerCleanup:
     def _finalize_success(self, job: Job, queue, execution, return_value):
         super()._finalize_success(job, queue, execution, return_value)  # type: ignore[misc]
@@ -132,6 +141,7 @@ _BREAKS: dict[str, tuple[type[Tracker], tuple[type, ...]]] = {
     "short-timeout": (Tracker, (_ShortTimeout,)),
     "torn-result": (Tracker, (_TornResult,)),
     "eager-cleanup": (Tracker, (_EagerCleanup,)),
+    "swapped-rows": (Tracker, (_SwappedRows,)),
 }
 
 #: Not a worker class: the original deployment's mistake; its worker is stock RQ.
