@@ -248,9 +248,9 @@ def _request_error(result: Any, expect: Any) -> str | None:
     one row of values per row sent, one value per feature sent, and predictions equal to the
     harness's own model's for those rows."""
     body = expect.get("body") if isinstance(expect, dict) else None
-    rows = body.get("rows") if isinstance(body, dict) else None
-    if not isinstance(rows, list) or not rows:
+    if not isinstance(body, dict) or not isinstance(body.get("rows"), list) or not body["rows"]:
         return None
+    rows = body["rows"]
     shap = result["shap_values"]
     if len(shap) != len(rows):
         return f"{len(shap)} rows of SHAP values for the {len(rows)} rows sent"
