@@ -36,6 +36,7 @@ DEFAULTS: dict[str, tuple[object, str]] = {
     "API_SWEEPER": (True, "the API sweeps too, so jobs move on when no worker survives"),
     "MODEL_CACHE_DIR": ("", "trained model cache; unset: `~/.cache/shap-service`"),
     "CHAOS_HOOKS": (False, "test-only job hooks (sleep, hang, allocate); the harness sets it, production never"),
+    "CHAOS_WITNESS_URL": ("", "test-only, with CHAOS_HOOKS: a Redis where each job execution records itself"),
     "LOG_LEVEL": ("INFO", "log level of the API and the workers"),
     "LOG_FORMAT": ("json", "`json`: one JSON object per job transition / recovery action; `text`: `key=value`"),
 }
@@ -58,6 +59,7 @@ class Settings(RecoverySettings):
     api_sweeper: bool = _d("API_SWEEPER")
     model_cache_dir: str = _d("MODEL_CACHE_DIR")
     chaos_hooks: bool = _d("CHAOS_HOOKS")
+    chaos_witness_url: str = _d("CHAOS_WITNESS_URL")
     log_level: str = _d("LOG_LEVEL")
     log_format: str = _d("LOG_FORMAT")
 

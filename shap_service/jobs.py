@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,39 @@ class ChaosDisabled(RuntimeError):
     """A request asked for a chaos hook on a worker that was not started with CHAOS_HOOKS=1."""
 
 
+class _Witnessed:
+    """One execution's start and end in the witness: ``exec:<job id>`` gets
+    ``<witness TIME> start|end <execution id> <pid> <host> [returned|raised]`` (the format
+    harness.targets.witness reads; the harness's own probe jobs write the same)."""
+
+    _RECORD = (
+        "local t = redis.call('TIME') "
+        "return redis.call('RPUSH', KEYS[1], string.format('%d.%06d', t[1], t[2]) .. ' ' .. ARGV[1])"
+    )
+
+    def __init__(self, url: str) -> None:
+        from redis import Redis
+        from rq import get_current_job
+
+        job = get_current_job()
+        self.key = f"exec:{job.id if job is not None else 'nojob'}"
+        self.execution_id = uuid.uuid4().hex
+        self.where = f"{os.getpid()} {socket.gethostname()}"
+        self.client = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self.record = self.client.register_script(self._RECORD)
+
+    def __enter__(self) -> str:
+        self.record(keys=[self.key], args=[f"start {self.execution_id} {self.where}"])
+        return self.execution_id
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        outcome = "returned" if exc_type is None else "raised"
+        try:
+            self.record(keys=[self.key], args=[f"end {self.execution_id} {self.where} {outcome}"])
+        finally:
+            self.client.close()
+
+
 def analyze(
     *,
     model_name: str,
@@ -35,7 +70,27 @@ def analyze(
     nsamples: int = 200,
     chaos: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Explain `rows` with model `model_name`; under test (CHAOS_HOOKS with CHAOS_WITNESS_URL)
+    each execution records its start and end in the harness's witness, and the result names it."""
     settings = Settings.from_env()
+    args = (model_name, rows, explainer, background_size, nsamples, chaos)
+    if not (settings.chaos_hooks and settings.chaos_witness_url):
+        return _analyze(settings, *args)
+    with _Witnessed(settings.chaos_witness_url) as execution_id:
+        result = _analyze(settings, *args)
+    result["execution_id"] = execution_id
+    return result
+
+
+def _analyze(
+    settings: Settings,
+    model_name: str,
+    rows: list[list[float]],
+    explainer: str,
+    background_size: int,
+    nsamples: int,
+    chaos: dict[str, Any] | None,
+) -> dict[str, Any]:
     if chaos:
         _misbehave(chaos, settings)
     loaded = model.load(model_name, cache_dir=settings.model_cache_path)

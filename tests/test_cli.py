@@ -118,4 +118,8 @@ def test_run_with_the_fix_passes_and_leaves_nothing(tmp_path, harness_cli):
     (kill,) = summary["scenarios"]
     assert (summary["seed"], kill["verdict"], kill["jobs"]["stuck"], kill["jobs"]["lost"]) == (7, "pass", 0, 0)
     assert kill["recovery_s"]["max"] <= kill["bound_s"]
+    # The harness's own witness saw the killed execution (never ended) and the one that finished it.
+    events = [json.loads(line) for line in (tmp_path / "kill-worker" / "history.jsonl").read_text().splitlines()]
+    runs = [[x["outcome"] for x in e["data"]["executions"]] for e in events if e["kind"] == "witness"]
+    assert len(runs) == kill["jobs"]["accepted"] and [None, "returned"] in runs, runs
     assert _processes_of_run(summary["run_id"]) == []

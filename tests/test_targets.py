@@ -79,6 +79,7 @@ def test_queues_placeholder_gives_one_word_per_queue(tmp_path):
         ("[worker]\ncommand = 'w {name} \"unclosed'\n", "No closing quotation"),
         ("name = [\n", "not valid TOML"),
         ("[api]\ncommand = 'a'\n", "[worker] with a command is required"),
+        ('witness_env = "W"\n[worker]\ncommand = "w {name}"\n', "http submission only"),
     ],
 )
 def test_a_bad_target_file_is_one_clear_error(tmp_path, text, message):

@@ -45,7 +45,19 @@ RESULT_CHECKS = ("shap", "probe", "none")
 #: Placeholders each command may use; anything else in braces is an error, not a silent literal.
 WORKER_FIELDS = ("python", "redis_url", "queues", "queue", "name", "fix")
 API_FIELDS = ("python", "redis_url", "queues", "queue", "port")
-TOP_KEYS = {"name", "worker", "api", "queues", "serializer", "ports", "submit", "result_check", "env", "description"}
+TOP_KEYS = {
+    "name",
+    "description",
+    "worker",
+    "api",
+    "queues",
+    "serializer",
+    "ports",
+    "submit",
+    "result_check",
+    "env",
+    "witness_env",
+}
 
 
 class TargetError(ValueError):
@@ -93,12 +105,20 @@ class Target:
     http: HttpSubmit | None = None
     result_check: str = "probe"
     env: Mapping[str, str] = field(default_factory=dict)
+    # http: the service's variable that gets the witness's URL (its jobs then record there).
+    witness_env: str | None = None
     source: str = "<table>"
     workdir: Path | None = None  # where its commands run: the target file's directory
 
     @property
     def queue(self) -> str:
         return self.queues[0]
+
+    @property
+    def has_witness(self) -> bool:
+        """The harness starts a witness: for its probe jobs (rq), or for jobs that record
+        themselves in it (http with `witness_env`)."""
+        return self.submit == "rq" or self.witness_env is not None
 
     def worker_command(self, fix: str = "bundled") -> str:
         """The worker command for `--fix fix`: `worker`, or one of `worker_variants`."""
@@ -273,6 +293,10 @@ def target_from_table(table: Mapping[str, Any], *, source: str = "<table>", work
         )
     if mode == "rq" and check == "shap":
         raise TargetError(f"{source}: result_check 'shap' needs submit.mode = 'http' (probe jobs return no SHAP)")
+    witness_env = table.get("witness_env")
+    if witness_env is not None:
+        if mode != "http" or not (isinstance(witness_env, str) and re.fullmatch(r"[A-Z_][A-Z0-9_]*", witness_env)):
+            raise TargetError(f"{source}: witness_env must be an environment variable name (http submission only)")
     return Target(
         name=str(table.get("name") or Path(source).stem),
         worker=command,
@@ -285,6 +309,7 @@ def target_from_table(table: Mapping[str, Any], *, source: str = "<table>", work
         http=http,
         result_check=check,
         env=_str_map(source, "env", table.get("env")),
+        witness_env=witness_env,
         source=source,
         workdir=workdir,
     )

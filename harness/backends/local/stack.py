@@ -78,6 +78,9 @@ class Stack(ServiceClient):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "PYTEST_"))}
         # A target's commands (`rq worker ...`) run from the harness's own environment first.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        target = self.config.target
+        if self.witness is not None and target is not None and target.witness_env:
+            env[target.witness_env] = self.witness.url
         env.update(
             self.config.service_env(
                 redis_url=self.redis_url, admin_token=self.admin_token, port=self.api_port, host="127.0.0.1", **extra
@@ -92,7 +95,7 @@ class Stack(ServiceClient):
         t0 = time.monotonic()
         self.start_redis()
         target = self.config.target
-        if target is not None and target.submit == "rq":
+        if target is not None and target.has_witness:
             self.witness = Witness(self.log_dir, run_id=self.run_id).start()
         if self.has_api:
             self.start_api()
