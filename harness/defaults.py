@@ -131,6 +131,11 @@ ORACLE_MODELS = {
 }
 #: |result prediction - oracle prediction| <= rtol * max(1, |oracle|).
 ORACLE_RTOL = 1e-9
+#: Faults that freeze a worker until the final phase: its execution resumes then as a zombie.
+ZOMBIE_FAULTS = ("pause-worker",)
+#: After the heal, how long the runner waits for every zombie execution to end (the witness sees
+#: it), so that fencing is exercised before the final read.
+ZOMBIE_WAIT_S = 15.0
 #: Kinds whose own code is the fault (they hang, or eat memory): retried by design, so their
 #: re-executions are not judged.
 SELF_FAULTING_KINDS = ("hang", "hungry")

@@ -23,7 +23,7 @@ from harness.targets.http_submit import render_body
 from harness.targets.probes import expected_value, run_probe
 from harness.targets.witness import Witness, parse_entries
 from harness.workload import Workload
-from harness.workload.history import ACCEPTED, NOTE, TERMINAL, WITNESS, History
+from harness.workload.history import ACCEPTED, FAULT_INJECTED, NOTE, TERMINAL, WITNESS, History
 from harness.workload.plan import JobSpec
 
 FIXED_WORKER = "rq worker -w rq_recovery.worker_process_fix.RecoveringWorker --url {redis_url} --name {name} {queues}"
@@ -196,6 +196,22 @@ def test_duplicates_counts_from_the_witness_and_catches_a_zombie_result():
     assert forged.valid is False and "never saw" in forged.details["stale_results"]["j1"]
 
 
+def test_fencing_untested_is_unknown_when_the_zombie_never_acted():
+    def run(old_outcome: str | None) -> History:
+        h = History()
+        h.record(NOTE, text="scenario started", witness=True)
+        h.record(ACCEPTED, "j1", request_id="r1", job_kind="slow")
+        h.record(FAULT_INJECTED, "j1", fault="pause-worker", target="w1", pids=[10, 11])
+        h.record(TERMINAL, "j1", status="finished", result={"execution_id": "new", "value": "v"})
+        old = {**_exec("old", 1.0, old_outcome), "pid": 11}  # the frozen horse
+        h.record(WITNESS, "j1", executions=[old, {**_exec("new", 2.0, "returned"), "pid": 20}])
+        return h
+
+    idle = Duplicates().check(run(None))
+    assert idle.status == "unknown" and idle.details["zombies_that_never_acted"] == ["j1"]
+    assert Duplicates().check(run("returned")).status == "pass"  # it acted, and was fenced off
+
+
 def test_probe_result_check_ties_the_value_to_the_request():
     runs = [_exec("e1", 1.0, "returned")]
     assert ResultCorrect(mode="probe").check(_witnessed_history({"execution_id": "e1", "value": "v"}, runs)).valid
@@ -243,6 +259,8 @@ def test_plain_rq_worker_with_the_fix_worker_class_goes_green(tmp_path, harness_
     for s in _summary(tmp_path)["scenarios"]:
         assert s["verdict"] == "pass" and s["jobs"]["stuck"] == 0 and s["checkers"]["result_correct"] == "pass"
         assert s["recovery_s"]["max"] is not None and s["recovery_s"]["max"] <= s["bound_s"]
+    notes = (tmp_path / "pause-worker" / "history.jsonl").read_text()
+    assert "zombies acted" in notes  # the frozen execution resumed and ended: fencing was put to the test
 
 
 def test_a_worker_command_that_cannot_start_is_reported_not_a_traceback(tmp_path, harness_cli):

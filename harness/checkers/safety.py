@@ -14,7 +14,7 @@ from typing import Any
 from harness.checkers.attribution import attributed
 from harness.checkers.oracle import oracle_predictions
 from harness.checkers.verdict import Verdict, events_by_job
-from harness.checkers.witness import result_execution, stale_result, witnessed
+from harness.checkers.witness import result_execution, stale_result, witnessed, zombie_pids
 from harness.defaults import ADDITIVITY_RTOL, ORACLE_RTOL, SELF_FAULTING_KINDS, TERMINAL_STATUSES
 from harness.workload.history import ACCEPTED, TERMINAL, History
 
@@ -30,7 +30,10 @@ class Duplicates:
 
     At-least-once delivery makes re-runs expected after a kill, so they are
     shown, not failed. Two terminal events that disagree (status or result)
-    mean a late zombie overwrote a newer attempt: that is a real bug.
+    mean a late zombie overwrote a newer attempt: that is a real bug. With a
+    witness, executions are its count, a final result from a superseded or
+    unseen execution fails (fencing), and a frozen execution that never ended
+    after the heal leaves fencing untested: unknown.
     """
 
     name = "duplicates"
@@ -43,12 +46,17 @@ class Duplicates:
         conflicts: dict[str, dict[str, Any]] = {}
         over_max: dict[str, int] = {}
         stale: dict[str, str] = {}
+        idle_zombies: list[str] = []
         late_total = 0
         seen = witnessed(history)
+        frozen = zombie_pids(history)
         for job_id, terms in events_by_job(history, TERMINAL).items():
             executions = max(int(e.data.get("executions") or 0) for e in terms)
             if seen is not None:  # the witness's count, not the service's
                 executions = len(seen.get(job_id, []))
+                for x in seen.get(job_id, []):
+                    if x.get("pid") in frozen.get(job_id, set()) and x.get("ended") is None:
+                        idle_zombies.append(job_id)  # fencing was never put to the test
                 final = terms[-1]
                 if final.data.get("status") == "finished":
                     why = stale_result(final.data.get("result"), seen.get(job_id, []))
@@ -75,8 +83,11 @@ class Duplicates:
             "over_max_executions": over_max,
             "witness": seen is not None,
             "stale_results": stale,
+            "zombies_that_never_acted": idle_zombies,
         }
-        return Verdict(self.name, not conflicts and not over_max and not stale, details)
+        if conflicts or over_max or stale:
+            return Verdict(self.name, False, details)
+        return Verdict(self.name, None if idle_zombies else True, details)
 
 
 class Reexecutions:

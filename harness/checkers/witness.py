@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.workload.history import NOTE, WITNESS, History
+from harness.defaults import ZOMBIE_FAULTS
+from harness.workload.history import FAULT_INJECTED, NOTE, WITNESS, History
 
-__all__ = ["result_execution", "stale_result", "witnessed"]
+__all__ = ["result_execution", "stale_result", "witnessed", "zombie_pids"]
 
 
 def witnessed(history: History) -> dict[str, list[dict[str, Any]]] | None:
@@ -50,3 +51,13 @@ def stale_result(result: Any, executions: list[dict[str, Any]]) -> str | None:
             " (a late result overwrote the newer attempt)"
         )
     return None
+
+
+def zombie_pids(history: History) -> dict[str, set[int]]:
+    """job id -> the pids a freezing fault stopped while they ran it (the zombie's processes)."""
+    out: dict[str, set[int]] = {}
+    for e in history.events:
+        if e.kind == FAULT_INJECTED and e.data.get("fault") in ZOMBIE_FAULTS and e.job_id is not None:
+            pids = {int(p) for p in e.data.get("pids") or [] if str(p).isdigit()}
+            out.setdefault(e.job_id, set()).update(pids)
+    return out

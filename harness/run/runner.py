@@ -27,6 +27,7 @@ from harness.backends.base import Backend, make_stack
 from harness.backends.config import StackConfig, new_run_id
 from harness.backends.local.stack import Stack
 from harness.checkers import AllTerminal
+from harness.checkers.witness import zombie_pids
 from harness.defaults import (
     CLIENT_GRACE_S,
     DIAGNOSE_FILE,
@@ -34,6 +35,7 @@ from harness.defaults import (
     HISTORY_FILE,
     REPAIR_EVERY_S,
     REPAIR_TIMEOUT_S,
+    ZOMBIE_WAIT_S,
 )
 from harness.nemesis import FaultContext, fault_label
 from harness.run.nemesis_thread import NemesisThread
@@ -42,6 +44,7 @@ from harness.run.result import ScenarioResult, judge
 from harness.run.scenario import PROFILES, Profile, RunPlan, Scenario
 from harness.targets.clients import client_factory
 from harness.targets.target import Target
+from harness.wait import eventually
 from harness.workload import WorkloadRun
 from harness.workload.history import NOTE, WITNESS, History
 
@@ -111,6 +114,27 @@ def _capture_diagnosis(stack: Backend, history: History, path: Path) -> None:
         path.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
     except OSError:
         pass
+
+
+def _await_zombies(stack: Backend, history: History, *, timeout: float = ZOMBIE_WAIT_S) -> None:
+    """After the heal: wait until every execution a freezing fault stopped has ended in the
+    witness (the zombie acted, so fencing is put to the test), up to `timeout`."""
+    witness = getattr(stack, "witness", None)
+    frozen = zombie_pids(history)
+    if witness is None or not frozen:
+        return
+
+    def idle() -> list[str]:
+        seen = witness.executions()
+        return [j for j, pids in frozen.items() for x in seen.get(j, []) if x.pid in pids and x.ended is None]
+
+    t0 = time.monotonic()
+    acted = eventually(lambda: not idle(), timeout=timeout, interval=0.1)
+    waited = round(time.monotonic() - t0, 2)
+    if acted:
+        history.record(NOTE, text=f"zombies acted: every frozen execution ended {waited} s after the heal")
+    else:
+        history.record(NOTE, text=f"zombies did not act within {timeout} s of the heal", jobs=idle())
 
 
 def _record_witness(stack: Backend, history: History) -> None:
@@ -207,6 +231,7 @@ def _run_in(
             _capture_diagnosis(stack, history, diagnose_path)
         nem.heal_all()  # final phase: heal everything, then let the stack settle
     history.record(NOTE, text="final phase: faults healed")
+    _await_zombies(stack, history)
     time.sleep(scenario.settle_s)
     run.final_pass()
     record_reconcile(stack, history)
