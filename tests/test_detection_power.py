@@ -10,8 +10,12 @@ going red is tests/test_targets.py.
 from __future__ import annotations
 
 import json
+from typing import Any, ClassVar
 
 import pytest
+
+from harness.run import Scenario
+from harness.workload import Workload
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -57,3 +61,33 @@ def test_harness_flags_the_broken_api(tmp_path, harness_cli, broken, scenario, c
     (result,) = json.loads((tmp_path / "summary.json").read_text())["scenarios"]
     assert run.returncode == 1, run.stdout[-3000:]
     assert result["checkers"][checker] == "fail", result["checkers"]
+
+
+# -- a real run whose API never comes back ------------------------------------------------------------
+
+
+class KillApiForGood:
+    """Kills the API and never heals: nothing can be read in the final phase."""
+
+    name: ClassVar[str] = "kill-api-for-good"
+
+    def inject(self, ctx: Any) -> dict[str, Any]:
+        ctx.stack.kill_api()
+        return {"target": "api"}
+
+    def heal(self, ctx: Any) -> None:
+        pass
+
+
+def test_a_run_whose_final_read_fails_is_unknown_not_judged_on_stale_views(run_scenario):
+    scenario = Scenario(
+        name="final-read-impossible",
+        workload=Workload(jobs=4, concurrency=2, mix={"light": 1, "slow": 1}, slow_s=2),
+        faults=[(2.0, KillApiForGood())],  # seconds in: jobs accepted, some running
+        deadline_s=6,
+        settle_s=0.5,
+    )
+    result = run_scenario(scenario)
+    statuses = result.checker_statuses()
+    assert statuses["final_read"] == "unknown", result.explain()
+    assert result.verdict != "pass"
