@@ -26,7 +26,7 @@ from harness.workload import Workload
 from harness.workload.history import ACCEPTED, FAULT_INJECTED, NOTE, TERMINAL, WITNESS, History
 from harness.workload.plan import JobSpec
 
-FIXED_WORKER = "rq worker -w rq_recovery.worker_process_fix.RecoveringWorker --url {redis_url} --name {name} {queues}"
+FIXED_WORKER = "rq worker -w rq_recovery.worker_process_fix.RecoveringWorker --name {name} {queues}"
 
 
 def _write(tmp_path: Path, text: str, name: str = "target.toml") -> Path:
@@ -49,9 +49,8 @@ def test_shipped_targets_load_and_fill_their_placeholders():
     assert mutant == ["/py", "-m", "harness.testing.worker", "--name", "w1", "--fix", "no-fencing"]
     plain = load_target("plain-rq")
     assert plain.api is None and plain.submit == "rq" and plain.serializer == "pickle"
-    assert plain.worker_argv(name="w2", redis_url="redis://x/0") == [
-        "rq", "worker", "--url", "redis://x/0", "--name", "w2", "default"
-    ]  # fmt: skip
+    assert plain.worker_argv(name="w2", redis_url="redis://:pw@x/0") == ["rq", "worker", "--name", "w2", "default"]
+    assert plain.env_for(redis_url="redis://:pw@x/0") == {"RQ_REDIS_URL": "redis://:pw@x/0"}  # not in argv
     assert "-w" in plain.worker_argv(name="w2", redis_url="r", fix="recovering")
     with pytest.raises(TargetError, match="no worker variant 'bogus'"):
         plain.worker_argv(name="w2", redis_url="r", fix="bogus")
@@ -80,6 +79,7 @@ def test_queues_placeholder_gives_one_word_per_queue(tmp_path):
         ("name = [\n", "not valid TOML"),
         ("[api]\ncommand = 'a'\n", "[worker] with a command is required"),
         ('witness_env = "W"\n[worker]\ncommand = "w {name}"\n', "http submission only"),
+        ('env = { A = "{port}" }\n[worker]\ncommand = "w {name}"\n', "env.A uses unknown placeholder"),
     ],
 )
 def test_a_bad_target_file_is_one_clear_error(tmp_path, text, message):

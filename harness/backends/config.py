@@ -90,7 +90,7 @@ class StackConfig:
             env["API_SWEEPER"] = "0"
         if self.target is not None:
             env["QUEUE_NAME"] = self.target.queue
-            env.update(self.target.env)
+            env.update(self.target.env_for(redis_url=extra.get("REDIS_URL", redis_url)))
         env.update(self.env)
         env.update(extra)
         return env

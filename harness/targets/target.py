@@ -45,6 +45,7 @@ RESULT_CHECKS = ("shap", "probe", "none")
 #: Placeholders each command may use; anything else in braces is an error, not a silent literal.
 WORKER_FIELDS = ("python", "redis_url", "queues", "queue", "name", "fix")
 API_FIELDS = ("python", "redis_url", "queues", "queue", "port")
+ENV_FIELDS = ("python", "redis_url", "queues", "queue")
 TOP_KEYS = {
     "name",
     "description",
@@ -143,6 +144,11 @@ class Target:
         values = {"python": python, "redis_url": redis_url, "queues": " ".join(self.queues), "queue": self.queue}
         return _argv(self.api, {**values, "port": str(port)})
 
+    def env_for(self, *, redis_url: str, python: str = sys.executable) -> dict[str, str]:
+        """`env` with its placeholders filled in (a URL with a password stays out of argv)."""
+        values = {"python": python, "redis_url": redis_url, "queues": " ".join(self.queues), "queue": self.queue}
+        return {k: v.format_map(values) for k, v in self.env.items()}
+
     def skip_reason(self, *, faults: Iterable[str], kinds: Iterable[str]) -> str | None:
         """Why a scenario with these faults and job kinds cannot run against this target."""
         if self.api is None and "api-crash" in set(faults):
@@ -208,6 +214,18 @@ def _str_map(source: str, key: str, value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(isinstance(v, (str, int, float)) for v in value.values()):
         raise TargetError(f"{source}: {key} must be a table of strings")
     return {str(k): str(v) for k, v in value.items()}
+
+
+def _env(source: str, value: Any) -> dict[str, str]:
+    env = _str_map(source, "env", value)
+    for key, text in env.items():
+        try:
+            unknown = sorted(_fields(text) - set(ENV_FIELDS))
+        except ValueError as exc:
+            raise TargetError(f"{source}: env.{key}: {exc}") from None
+        if unknown:
+            raise TargetError(f"{source}: env.{key} uses unknown placeholder(s) {unknown}; it may use {ENV_FIELDS}")
+    return env
 
 
 def _http(source: str, table: Any) -> HttpSubmit:
@@ -308,7 +326,7 @@ def target_from_table(table: Mapping[str, Any], *, source: str = "<table>", work
         submit=mode,
         http=http,
         result_check=check,
-        env=_str_map(source, "env", table.get("env")),
+        env=_env(source, table.get("env")),
         witness_env=witness_env,
         source=source,
         workdir=workdir,
