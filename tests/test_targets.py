@@ -273,6 +273,8 @@ def test_a_worker_command_that_cannot_start_is_reported_not_a_traceback(tmp_path
 def test_a_bad_target_file_stops_harness_run_before_anything_starts(tmp_path, harness_cli):
     out = harness_cli("run", "--target", str(_write(tmp_path, "[worker]\ncommand = 'rq worker'\n")), timeout=30)
     assert out.returncode == 2 and "must contain {name}" in out.stderr and "Traceback" not in out.stderr
+    out = harness_cli("run", "--target", "plain-rq", "--fix", "none", timeout=30)
+    assert out.returncode == 2 and "no worker variant 'none'" in out.stderr and "recovering" in out.stderr
 
 
 # -- a Flask + RQ service behind an API key (examples/flask_rq) ------------------------------------

@@ -170,6 +170,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             None, target=target_spec, api_cmd=args.api_cmd, worker_cmd=args.worker_cmd, queue=args.queue
         )
         target.headers(os.environ)  # a header's variable that is not set: say so now
+        target.worker_command(args.fix)  # a --fix the target has no worker for: say so now
     except TargetError as exc:
         print(f"harness: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -264,7 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run the chaos scenarios and write a report")
     run.add_argument("--backend", default="local", choices=BACKENDS)
     run.add_argument("--scenario", action="append", metavar="NAME", help="run only this scenario (repeatable)")
-    run.add_argument("--fix", default="bundled", help="bundled (default), none (stock RQ), or a mutant (see README)")
+    run.add_argument(
+        "--fix",
+        default="bundled",
+        help="which worker command of the target: bundled (its worker.command, the default) or one of its"
+        " worker.variants (shap-service: none = stock RQ, or a mutant, see README; plain-rq: recovering)",
+    )
     run.add_argument("--profile", default="ci", choices=["ci", "soak"])
     run.add_argument(
         "--target",

@@ -117,6 +117,7 @@ def _services(config: pytest.Config) -> dict:
             queue=config.getoption("--queue", None),
         )
         services["target"].headers(os.environ)  # a header's variable that is not set: say so now
+        services["target"].worker_command(config.getoption("--fix", "bundled"))
     except TargetError as exc:
         raise pytest.UsageError(str(exc)) from None
     target = services["target"]
