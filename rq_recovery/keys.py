@@ -15,6 +15,7 @@ __all__ = [
     "PREFIX",
     "active_key",
     "connection_name",
+    "enqueue_guard_key",
     "fence_key",
     "limbo_key",
     "live_key",
@@ -31,6 +32,11 @@ CONNECTION_PREFIX: str = os.environ.get("CONNECTION_PREFIX") or default("CONNECT
 def track_key(job_id: str) -> str:
     """The hash beside RQ's job: attempt, token, worker, timestamps, state, reason."""
     return f"{PREFIX}track:{job_id}"
+
+
+def enqueue_guard_key(job_id: str) -> str:
+    """Set once when a job id is enqueued (with a TTL): a retried enqueue finds it and stops."""
+    return f"{PREFIX}enqueued:{job_id}"
 
 
 def live_key(job_id: str) -> str:

@@ -62,6 +62,7 @@ from .keys import (
     PREFIX,
     active_key,
     connection_name,
+    enqueue_guard_key,
     fence_key,
     limbo_key,
     live_key,
@@ -74,6 +75,7 @@ from .keys import (
 __all__ = [
     "FINAL",
     "TERMINAL",
+    "EnqueueConflict",
     "SweepReport",
     "Tracker",
     "connection_name",
@@ -84,6 +86,11 @@ __all__ = [
 ]
 
 log = logging.getLogger("rq_recovery")
+
+
+class EnqueueConflict(ValueError):
+    """A job id (an Idempotency-Key) that was already enqueued for a different request."""
+
 
 #: The only statuses that end a job. RQ has 11; stopped/canceled are not a recovery.
 TERMINAL = (JobStatus.FINISHED.value, JobStatus.FAILED.value)
@@ -104,6 +111,30 @@ def serializer_path(serializer: Any) -> str:
         return resolved.__name__
     return f"{resolved.__module__}.{getattr(resolved, '__qualname__', type(resolved).__qualname__)}"
 
+
+#: How long an enqueue guard (one job id, enqueued once) lives: the window in which a retried
+#: request, or the same Idempotency-Key, finds its job instead of making another.
+ENQUEUE_GUARD_TTL_S = 86400
+
+# KEYS: the job's enqueue guard  ARGV: guard_ttl_s, request digest, n_commands, then per command:
+# argc, args... Runs the commands (RQ's enqueue and the track's, as a pipeline would) only when
+# the guard is new. Returns 1 when it enqueued, 0 when this job id was enqueued before for the
+# same request, -1 for another request (nothing written in either case).
+_ENQUEUE_ONCE = """
+local prev = redis.call('GET', KEYS[1])
+if prev then
+  if prev == ARGV[2] then return 0 end
+  return -1
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[1])
+local i = 4
+for _ = 1, tonumber(ARGV[3]) do
+  local argc = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + argc))
+  i = i + argc + 1
+end
+return 1
+"""
 
 # KEYS: track, live, running, fence  ARGV: token, worker, pid, now, ttl_ms, queue, serializer
 # Returns the new attempt number, or -2 when another attempt holds a live lease or a recovery
@@ -269,6 +300,7 @@ class Tracker:
         self.exception_handlers = list(exception_handlers)
         self.death_penalty_class = death_penalty_class
         self.queue = Queue(queue_name, connection=connection, serializer=self.serializer)
+        self._enqueue_once = connection.register_script(_ENQUEUE_ONCE)
         self._start = connection.register_script(_START)
         self._beat = connection.register_script(_BEAT)
         self._claim = connection.register_script(_CLAIM)
@@ -292,11 +324,41 @@ class Tracker:
 
     # -- enqueue side (the SHAP service's API) --------------------------------------------
 
-    def enqueue(self, func: str, *, kwargs: dict[str, Any], job_timeout: int, result_ttl: int) -> Job:
-        """Enqueue a job and its tracking record in one MULTI, so neither exists alone."""
+    def enqueue(
+        self,
+        func: str,
+        *,
+        kwargs: dict[str, Any],
+        job_timeout: int,
+        result_ttl: int,
+        job_id: str | None = None,
+        guard_ttl: int = ENQUEUE_GUARD_TTL_S,
+    ) -> Job:
+        """Enqueue a job and its tracking record in one step, so neither exists alone (see
+        `enqueue_once`)."""
+        return self.enqueue_once(
+            func, kwargs=kwargs, job_timeout=job_timeout, result_ttl=result_ttl, job_id=job_id, guard_ttl=guard_ttl
+        )[0]
+
+    def enqueue_once(
+        self,
+        func: str,
+        *,
+        kwargs: dict[str, Any],
+        job_timeout: int,
+        result_ttl: int,
+        job_id: str | None = None,
+        guard_ttl: int = ENQUEUE_GUARD_TTL_S,
+        digest: str = "",
+    ) -> tuple[Job, bool]:
+        """(the job, whether this call created it). One Lua script runs RQ's own enqueue
+        commands and the track's, once per job id: a retried call (a reply lost to a timeout,
+        a client that sends the same Idempotency-Key again within `guard_ttl` s) finds the
+        guard and changes nothing, so a job is never pushed twice nor its track reset.
+        `digest` names the request: the same job id for another digest raises EnqueueConflict."""
         now = _now()
-        job_id = str(uuid.uuid4())
-        with self.connection.pipeline() as pipe:
+        job_id = job_id or str(uuid.uuid4())
+        with self.connection.pipeline(transaction=False) as pipe:
             job = self.queue.enqueue_call(
                 func,
                 kwargs=kwargs,
@@ -317,8 +379,15 @@ class Tracker:
                 },
             )
             pipe.zadd(active_key(self.queue_name), {job_id: now})
-            pipe.execute()
-        return job
+            commands = [args for args, _options in pipe.command_stack]
+            pipe.reset()
+        argv: list[Any] = [max(int(guard_ttl), 1), digest or "-", len(commands)]
+        for args in commands:
+            argv += [len(args), *args]
+        outcome = int(self._enqueue_once(keys=[enqueue_guard_key(job_id)], args=argv))
+        if outcome < 0:
+            raise EnqueueConflict(f"job id {job_id} was enqueued before for another request")
+        return job, outcome == 1
 
     # -- worker side ----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ never enqueues anything. Run with `shap-api` or `python -m shap_service.api`.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import hmac
 import json
 import logging
@@ -19,7 +20,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -34,7 +35,7 @@ from rq.serializers import JSONSerializer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rq_recovery import metrics
-from rq_recovery.tracking import Tracker
+from rq_recovery.tracking import EnqueueConflict, Tracker
 
 from . import __version__
 from .config import Settings, settings_for
@@ -48,6 +49,7 @@ log = logging.getLogger("shap_service.api")
 MAX_BODY_BYTES = 1024 * 1024
 MAX_ROWS = 1000
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 
@@ -180,7 +182,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     @app.post("/analyze", status_code=202, dependencies=[Depends(require_api_key)])
-    def analyze(body: AnalyzeRequest, request: Request) -> dict[str, str]:
+    def analyze(
+        body: AnalyzeRequest,
+        request: Request,
+        response: Response,
+        idempotency_key: str | None = Header(None, description="same key, same job (for IDEMPOTENCY_TTL s)"),
+    ) -> dict[str, str]:
+        job_id = None
+        if idempotency_key is not None:
+            if not _IDEMPOTENCY_KEY.match(idempotency_key):
+                raise HTTPException(400, "Idempotency-Key must be 1-200 letters, digits or . _ : -")
+            scope = hashlib.sha256(f"{settings.api_key}\0{idempotency_key}".encode()).hexdigest()
+            job_id = f"idem-{scope[:32]}"
         spec = MODELS[body.model]
         for i, row in enumerate(body.rows):
             if len(row) != spec.n_features:
@@ -189,19 +202,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
         if body.chaos is not None and not settings.chaos_hooks:
             raise HTTPException(422, "chaos: test hooks are disabled on this service (CHAOS_HOOKS is not set)")
-        job = tracker.enqueue(
-            JOB_FUNC,
-            kwargs={
-                "model_name": body.model,
-                "rows": body.rows,
-                "explainer": body.explainer,
-                "background_size": body.background_size,
-                "nsamples": body.nsamples,
-                "chaos": body.chaos.model_dump(by_alias=True, exclude_none=True) if body.chaos else None,
-            },
-            job_timeout=settings.job_timeout,
-            result_ttl=settings.result_ttl,
-        )
+        kwargs = {
+            "model_name": body.model,
+            "rows": body.rows,
+            "explainer": body.explainer,
+            "background_size": body.background_size,
+            "nsamples": body.nsamples,
+            "chaos": body.chaos.model_dump(by_alias=True, exclude_none=True) if body.chaos else None,
+        }
+        digest = hashlib.sha256(json.dumps(kwargs, sort_keys=True).encode()).hexdigest()
+        try:
+            job, created = tracker.enqueue_once(
+                JOB_FUNC,
+                kwargs=kwargs,
+                job_timeout=settings.job_timeout,
+                result_ttl=settings.result_ttl,
+                job_id=job_id,
+                guard_ttl=settings.idempotency_ttl,
+                digest=digest,
+            )
+        except EnqueueConflict:
+            raise HTTPException(
+                422, f"Idempotency-Key was used for another request in the last {settings.idempotency_ttl} s"
+            ) from None
+        url = str(request.url_for("job_status", job_id=job.id))
+        if not created:  # a retried request: its job, as it is now
+            response.headers["Idempotent-Replayed"] = "true"
+            status = getattr(job.get_status(refresh=True), "value", None) or "queued"
+            return {"job_id": job.id, "status": str(status), "status_url": url}
         log.info(
             json.dumps(
                 {
@@ -213,7 +241,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 }
             )
         )
-        return {"job_id": job.id, "status": "queued", "status_url": str(request.url_for("job_status", job_id=job.id))}
+        return {"job_id": job.id, "status": "queued", "status_url": url}
 
     @app.get("/jobs/{job_id}", name="job_status")
     def job_status(job_id: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, tuple[object, str]] = {
     "PORT": (8000, "HTTP port of the API"),
     "RESULT_TTL": (86400, "seconds a finished job's result is kept"),
     "FAILURE_TTL": (7 * 86400, "seconds a failed job is kept"),
+    "IDEMPOTENCY_TTL": (86400, "seconds a request's `Idempotency-Key` keeps naming its job (a retry gets that job)"),
     "API_SWEEPER": (True, "the API sweeps too, so jobs move on when no worker survives"),
     "MODEL_CACHE_DIR": ("", "trained model cache; unset: `~/.cache/shap-service`"),
     "CHAOS_HOOKS": (False, "test-only job hooks (sleep, hang, allocate); the harness sets it, production never"),
@@ -56,6 +57,7 @@ class Settings(RecoverySettings):
     port: int = _d("PORT")
     result_ttl: int = _d("RESULT_TTL")
     failure_ttl: int = _d("FAILURE_TTL")
+    idempotency_ttl: int = _d("IDEMPOTENCY_TTL")
     api_sweeper: bool = _d("API_SWEEPER")
     model_cache_dir: str = _d("MODEL_CACHE_DIR")
     chaos_hooks: bool = _d("CHAOS_HOOKS")

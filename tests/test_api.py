@@ -419,3 +419,33 @@ def test_finite_check_is_not_fooled_by_large_finite_values(client: TestClient) -
     big = [1.7e308] + ROW[1:]
     assert math.isfinite(big[0])
     assert client.post("/analyze", json={"rows": [big]}).status_code == 202
+
+
+def test_the_same_idempotency_key_gives_the_same_job_once(client: TestClient, redis: Redis) -> None:
+    key = "order-" + uuid.uuid4().hex
+    before = redis.llen(QUEUE_KEY)
+    first = client.post("/analyze", json={"rows": [ROW]}, headers={"Idempotency-Key": key})
+    again = client.post("/analyze", json={"rows": [ROW]}, headers={"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 202, (first.text, again.text)
+    assert first.json()["job_id"] == again.json()["job_id"]
+    assert again.headers.get("Idempotent-Replayed") == "true" and "Idempotent-Replayed" not in first.headers
+    assert redis.llen(QUEUE_KEY) == before + 1  # one job, pushed once
+    other = client.post("/analyze", json={"rows": [ROW]}, headers={"Idempotency-Key": key + "-2"})
+    assert other.json()["job_id"] != first.json()["job_id"]
+
+
+def test_an_idempotency_key_reused_for_another_request_is_refused(client: TestClient, redis: Redis) -> None:
+    key = "order-" + uuid.uuid4().hex
+    assert client.post("/analyze", json={"rows": [ROW]}, headers={"Idempotency-Key": key}).status_code == 202
+    before = redis.llen(QUEUE_KEY)
+    r = client.post("/analyze", json={"rows": [ROW, ROW]}, headers={"Idempotency-Key": key})
+    assert r.status_code == 422 and "Idempotency-Key" in r.json()["error"]
+    assert redis.llen(QUEUE_KEY) == before
+
+
+@pytest.mark.parametrize("key", ["", "a" * 201, "bad key", "a/b"])
+def test_a_malformed_idempotency_key_is_a_400(client: TestClient, redis: Redis, key: str) -> None:
+    before = redis.llen(QUEUE_KEY)
+    r = client.post("/analyze", json={"rows": [ROW]}, headers={"Idempotency-Key": key})
+    assert r.status_code == 400 and "Idempotency-Key" in r.json()["error"], r.text
+    assert redis.llen(QUEUE_KEY) == before

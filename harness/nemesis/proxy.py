@@ -3,6 +3,7 @@
     proxy = TcpProxy("127.0.0.1", redis_port).start()   # workers use redis://127.0.0.1:<proxy.port>
     proxy.cut()        # every open connection is torn down, new ones are closed at once
     proxy.restore()    # connections are accepted and forwarded again
+    proxy.hold_next_reply(b"EXEC", 2.5)   # the reply to the next request with EXEC comes 2.5 s late
 
 A cut closes both sides of every connection: the client sees its socket reset or closed, and
 Redis sees the client disconnect (it vanishes from ``CLIENT LIST``), as it would when a network
@@ -30,6 +31,7 @@ class ProxyStats:
     refused: int = 0  # connections closed at once because the proxy was cut
     cuts: int = 0  # times cut() tore connections down
     severed: int = 0  # connections torn down by cut()
+    held: int = 0  # replies hold_next_reply() delayed
 
 
 def _hard_close(sock: socket.socket) -> None:
@@ -76,6 +78,8 @@ class TcpProxy:
         self._cut = False
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._armed: tuple[bytes, float] | None = None  # hold_next_reply(marker, seconds)
+        self._holds: dict[tuple[socket.socket, socket.socket], float] = {}
         self.stats = ProxyStats()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -135,6 +139,12 @@ class TcpProxy:
         with self._lock:
             self._cut = False
 
+    def hold_next_reply(self, marker: bytes, seconds: float) -> None:
+        """Hold the reply to the next request that contains `marker` (b"EXEC") for `seconds`: a
+        slow network or a slow server, as the client sees it (its read times out first)."""
+        with self._lock:
+            self._armed = (marker, seconds)
+
     def open_connections(self) -> int:
         with self._lock:
             return len(self._pairs)
@@ -189,11 +199,21 @@ class TcpProxy:
                 ).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, socket.socket]) -> None:
+        upstream = src is pair[0]  # client -> Redis
         try:
             while True:
                 data = src.recv(PROXY_BUFSIZE)
                 if not data:
                     break
+                with self._lock:
+                    if upstream and self._armed is not None and self._armed[0] in data:
+                        self._holds[pair] = self._armed[1]  # the reply to this request waits
+                        self._armed = None
+                    hold = 0.0 if upstream else self._holds.pop(pair, 0.0)
+                if hold:
+                    with self._lock:
+                        self.stats.held += 1
+                    self._stopped.wait(hold)
                 dst.sendall(data)
         except OSError:
             pass

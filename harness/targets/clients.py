@@ -21,8 +21,10 @@ def client_factory(stack: Any, workload: Workload) -> Callable[[], JobClient]:
     if target is None or target.submit == "http":
         http = target.http if target is not None else None
         headers = target.headers(os.environ) if target is not None else {}
-        url = stack.api_url
-        return lambda: HttpJobClient(api_url=url, workload=workload, http=http, headers=headers)
+        url, prefix = stack.api_url, str(stack.run_id)
+        return lambda: HttpJobClient(
+            api_url=url, workload=workload, http=http, headers=headers, idempotency_prefix=prefix
+        )
     from harness.targets.rq_submit import RqJobClient
 
     if getattr(stack, "witness", None) is None:

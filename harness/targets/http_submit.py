@@ -64,8 +64,12 @@ class HttpJobClient:
         http: HttpSubmit | None = None,
         headers: Mapping[str, str] | None = None,
         request_timeout: float = CLIENT_REQUEST_TIMEOUT_S,
+        idempotency_prefix: str | None = None,
     ) -> None:
+        """`idempotency_prefix`: each request goes with `Idempotency-Key: <prefix>-<request id>`,
+        the same on every retry, so a retry whose first answer was lost finds its job."""
         self.api_url = api_url.rstrip("/")
+        self.idempotency_prefix = idempotency_prefix
         self.workload = workload
         self.http = http
         self.timeout = request_timeout
@@ -84,8 +88,11 @@ class HttpJobClient:
         method, path = ("POST", "/analyze") if self.http is None else (self.http.method, self.http.path)
         accepted = (202,) if self.http is None else self.http.accepted
         body = self._body(spec)
+        headers = {}
+        if self.idempotency_prefix is not None:
+            headers["Idempotency-Key"] = f"{self.idempotency_prefix}-{spec.request_id}"
         try:
-            r = self.session.request(method, self.api_url + path, json=body, timeout=self.timeout)
+            r = self.session.request(method, self.api_url + path, json=body, headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:  # API down (crash) or unreachable: retry
             return Answer(retry=True, error=type(exc).__name__)
         if r.status_code in accepted:

@@ -34,13 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     if settings is None:
         return 2
     if args.broken == "double-enqueue":
-        enqueue = Tracker.enqueue
+        enqueue = Tracker.enqueue_once
 
         def twice(self, *a, **kw):
-            enqueue(self, *a, **kw)  # "the first one may not have gone through"
+            enqueue(self, *a, **{**kw, "job_id": None})  # "the first one may not have gone through"
             return enqueue(self, *a, **kw)
 
-        Tracker.enqueue = twice  # type: ignore[method-assign]
+        Tracker.enqueue_once = twice  # type: ignore[method-assign]
     app = create_app(settings)
     if args.broken == "flaky-accept":
         posts = itertools.count()
