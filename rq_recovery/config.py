@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
+from .allowlist import parse_allowlist
+
 __all__ = ["DEFAULTS", "Settings", "SettingsError", "default", "markdown_table", "redact_url"]
 
 #: Name -> (default, meaning). The README's configuration table is generated from these
@@ -33,6 +35,7 @@ DEFAULTS: dict[str, tuple[object, str]] = {
     "LONG_RUNNING_MIN_S": (5.0, "never flag a job as long-running before this many seconds"),
     "MEMORY_LIMIT_MB": (0.0, "worker memory limit when no cgroup limit is visible (0: unknown)"),
     "MEMORY_WARN_SHARE": (0.8, "warn when a work-horse's RSS passes this share of the limit"),
+    "JOB_ALLOWLIST": ("", "job functions a worker runs: import paths or `module.*`, comma-separated; unset: any"),
     "KEY_PREFIX": ("shap:", "prefix of every Redis key the recovery layer writes"),
     "CONNECTION_PREFIX": ("shapfix:", "prefix of the names of the fix's Redis connections"),
     "METRICS_NAMESPACE": ("shap", "prefix of the Prometheus metric names"),
@@ -111,6 +114,7 @@ class Settings:
     long_running_min_s: float = default("LONG_RUNNING_MIN_S")
     memory_limit_mb: float = default("MEMORY_LIMIT_MB")
     memory_warn_share: float = default("MEMORY_WARN_SHARE")
+    job_allowlist: str = default("JOB_ALLOWLIST")
     key_prefix: str = default("KEY_PREFIX")
     connection_prefix: str = default("CONNECTION_PREFIX")
     metrics_namespace: str = default("METRICS_NAMESPACE")
@@ -120,6 +124,10 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise SettingsError(f"{f.name.upper()}={value}: must be a finite number")
+        try:
+            parse_allowlist(self.job_allowlist)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         if self.heartbeat_interval <= 0 or self.sweep_interval <= 0:
             raise SettingsError("HEARTBEAT_INTERVAL and SWEEP_INTERVAL must be > 0")
         if self.liveness_ttl < 2 * self.heartbeat_interval:

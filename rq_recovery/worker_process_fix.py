@@ -38,6 +38,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -57,6 +58,7 @@ from rq.queue import Queue
 from rq.worker import HerokuWorker, RandomWorker, RoundRobinWorker, Worker
 
 from . import __version__, metrics
+from .allowlist import JobNotAllowed, allowed_by, parse_allowlist
 from .config import Settings
 from .events import emit
 from .fencing import Fence, Superseded, fenced_client
@@ -100,6 +102,9 @@ class RecoveryMixin:
 
     #: The tracker (leases, claims, sweeps) this worker uses; deliberately broken ones swap it.
     tracker_class: type[Tracker] = Tracker
+    #: The job functions this worker runs (import paths, `module.*`); None: JOB_ALLOWLIST, and
+    #: when that is unset too, any function a job names (RQ's behaviour).
+    job_allowlist: tuple[str, ...] | None = None
     #: RQ doubles its wait after each failed dequeue up to 60 s: after a 10 s outage a worker
     #: would sit idle for seconds with Redis back. Retry at least every 2 s instead.
     max_connection_wait_time = 2.0
@@ -200,8 +205,22 @@ class RecoveryMixin:
         self._burst = burst
         return super().work(burst, *args, **kwargs)  # type: ignore[misc]
 
+    @property
+    def allowlist(self) -> tuple[str, ...] | None:
+        """What this worker may run: its class's `job_allowlist`, else JOB_ALLOWLIST (None: any)."""
+        if self.job_allowlist is not None:
+            return self.job_allowlist
+        return parse_allowlist(self.settings.job_allowlist)
+
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         super().bootstrap(*args, **kwargs)  # type: ignore[misc]
+        if self.allowlist is None:
+            emit(
+                "job_allowlist_unset",
+                level=logging.WARNING,
+                worker=self.name,
+                note="JOB_ALLOWLIST is unset: this worker runs any function a job names, as RQ does",
+            )
         self._ensure_threads()
         if self._burst:
             self._sweep_once("burst worker starting")
@@ -431,6 +450,20 @@ class RecoveryMixin:
             if fence.superseded:
                 self.tracker.count_late(job.id, worker=self.name, queue=attempt.queue)
                 emit("late_completion_rejected", job_id=job.id, attempt=attempt.number, worker=self.name)
+
+    def perform_job(self, job: Job, queue: Queue, execution: Any) -> bool:
+        """In the horse: a job naming a function this worker may not run fails, unrun."""
+        rules = self.allowlist
+        func = _func_name(job)
+        if allowed_by(rules, func):
+            return bool(super().perform_job(job, queue, execution))  # type: ignore[misc]
+        emit("job_refused", level=logging.WARNING, job_id=job.id, func=func, worker=self.name)
+        self.prepare_job_execution(job)
+        try:
+            raise JobNotAllowed(f"not a job this worker runs: {func} (it runs {', '.join(rules or ())}; JOB_ALLOWLIST)")
+        except JobNotAllowed:
+            self._finalize_failure(job, queue, execution, sys.exc_info())  # type: ignore[attr-defined]
+        return False
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         """The horse marks the job started only while its attempt is current.

@@ -25,6 +25,7 @@ from rq_recovery.worker_process_fix import RecoveringWorker
 
 from . import __version__, model
 from .config import Settings, settings_for
+from .jobs import JOB_FUNC
 
 __all__ = ["FIX_CHOICES", "ShapWorker", "build_worker", "main"]
 
@@ -35,7 +36,10 @@ log = logging.getLogger("shap_service.worker")
 
 
 class ShapWorker(RecoveringWorker):
-    """The service's worker: the recovery layer, plus its models' load stats in its registration."""
+    """The service's worker: the recovery layer, plus its models' load stats in its registration.
+    It runs the service's own job and nothing else a job may name."""
+
+    job_allowlist = (JOB_FUNC,)
 
     def worker_info(self) -> dict[str, str]:
         return {"model_stats": json.dumps(model.stats())}
