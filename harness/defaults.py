@@ -103,6 +103,11 @@ OOM_LATE_KILL_S = 3.0
 PROXY_BUFSIZE = 64 * 1024
 PROXY_CONNECT_TIMEOUT_S = 2.0
 
+#: A `hungry` probe job allocates the workload's alloc_mb plus this much: a bare `rq worker`
+#: weighs ~100 MB less than this service's worker (which holds its models), and the oom
+#: scenarios' limits are set for the latter.
+PROBE_EXTRA_MB = 120
+
 # --- the workload's clients --------------------------------------------------------------------
 #: Seconds an HTTP request of a client may take.
 CLIENT_REQUEST_TIMEOUT_S = 10.0

@@ -6,7 +6,7 @@ witness counts executions (`harness.targets.witness`). Each workload kind maps t
 
     light -> compute (2,000 rounds)     heavy -> compute (200,000 rounds)
     slow  -> sleep `slow_s`, compute    hang  -> hang_python / hang_c (the workload's `hang`)
-    hungry -> hold_memory `alloc_mb` for `hold_s`
+    hungry -> hold_memory `alloc_mb` (+ PROBE_EXTRA_MB) for `hold_s`
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from harness.defaults import CLIENT_REQUEST_TIMEOUT_S, MISSING
+from harness.defaults import CLIENT_REQUEST_TIMEOUT_S, MISSING, PROBE_EXTRA_MB
 from harness.targets.probes import expected_value
 from harness.targets.witness import parse_entries
 from harness.workload.client import Answer
@@ -43,7 +43,8 @@ def probe_call(spec: JobSpec, workload: Workload) -> tuple[str, dict[str, Any], 
     if spec.kind == "hang":
         return ("hang_c" if workload.hang == "c" else "hang_python"), {}, None
     if spec.kind == "hungry":
-        params = {"seed": seed, "rounds": LIGHT_ROUNDS, "mb": workload.alloc_mb, "hold_s": workload.hold_s}
+        mb = workload.alloc_mb + PROBE_EXTRA_MB  # past the same limit as this service's hungry job
+        params = {"seed": seed, "rounds": LIGHT_ROUNDS, "mb": mb, "hold_s": workload.hold_s}
         return "hold_memory", params, expected_value(seed, LIGHT_ROUNDS)
     raise ValueError(f"no probe for job kind {spec.kind!r}")
 
