@@ -73,6 +73,7 @@ from .keys import (
 )
 
 __all__ = [
+    "ENQUEUE_RETRY_GUARD_S",
     "FINAL",
     "TERMINAL",
     "EnqueueConflict",
@@ -112,9 +113,10 @@ def serializer_path(serializer: Any) -> str:
     return f"{resolved.__module__}.{getattr(resolved, '__qualname__', type(resolved).__qualname__)}"
 
 
-#: How long an enqueue guard (one job id, enqueued once) lives: the window in which a retried
-#: request, or the same Idempotency-Key, finds its job instead of making another.
-ENQUEUE_GUARD_TTL_S = 86400
+#: How long an enqueue guard (one job id, enqueued once) lives when the caller names no window:
+#: long enough for the client's own retry of a lost reply (seconds), short enough that the
+#: bookkeeping of a busy service does not outlive its jobs. An Idempotency-Key passes its own.
+ENQUEUE_RETRY_GUARD_S = 30
 
 # KEYS: the job's enqueue guard  ARGV: guard_ttl_s, request digest, n_commands, then per command:
 # argc, args... Runs the commands (RQ's enqueue and the track's, as a pipeline would) only when
@@ -332,7 +334,7 @@ class Tracker:
         job_timeout: int,
         result_ttl: int,
         job_id: str | None = None,
-        guard_ttl: int = ENQUEUE_GUARD_TTL_S,
+        guard_ttl: int = ENQUEUE_RETRY_GUARD_S,
     ) -> Job:
         """Enqueue a job and its tracking record in one step, so neither exists alone (see
         `enqueue_once`)."""
@@ -348,7 +350,7 @@ class Tracker:
         job_timeout: int,
         result_ttl: int,
         job_id: str | None = None,
-        guard_ttl: int = ENQUEUE_GUARD_TTL_S,
+        guard_ttl: int = ENQUEUE_RETRY_GUARD_S,
         digest: str = "",
     ) -> tuple[Job, bool]:
         """(the job, whether this call created it). One Lua script runs RQ's own enqueue

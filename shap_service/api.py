@@ -35,7 +35,7 @@ from rq.serializers import JSONSerializer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rq_recovery import metrics
-from rq_recovery.tracking import EnqueueConflict, Tracker
+from rq_recovery.tracking import ENQUEUE_RETRY_GUARD_S, EnqueueConflict, Tracker
 
 from . import __version__
 from .config import Settings, settings_for
@@ -218,7 +218,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 job_timeout=settings.job_timeout,
                 result_ttl=settings.result_ttl,
                 job_id=job_id,
-                guard_ttl=settings.idempotency_ttl,
+                guard_ttl=settings.idempotency_ttl if job_id else ENQUEUE_RETRY_GUARD_S,
                 digest=digest,
             )
         except EnqueueConflict:

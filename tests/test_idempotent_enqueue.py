@@ -18,8 +18,8 @@ from rq.serializers import JSONSerializer
 
 from harness.nemesis.proxy import TcpProxy
 from harness.targets.witness import Witness
-from rq_recovery.keys import track_key
-from rq_recovery.tracking import Tracker
+from rq_recovery.keys import enqueue_guard_key, track_key
+from rq_recovery.tracking import ENQUEUE_RETRY_GUARD_S, Tracker
 from rq_recovery.worker_process_fix import RecoveringWorker
 
 pytestmark = pytest.mark.integration
@@ -85,4 +85,16 @@ def test_the_same_job_id_enqueues_once(redis_only):
     assert first.id == again.id == "k-1"
     assert conn.lrange("rq:queue:q2", 0, -1) == [b"k-1"]
     assert conn.hget(track_key("k-1"), "state") == b"running"  # not reset to queued
+    conn.close()
+
+
+def test_a_generated_job_id_keeps_its_guard_only_for_the_retry_window(redis_only):
+    """An enqueue without an Idempotency-Key needs its guard only while a retry may come (seconds),
+    not for a day: the bookkeeping of a busy service must not outlive its jobs."""
+    conn = Redis.from_url(redis_only.redis_url)
+    tracker = Tracker(conn, "q3", liveness_ttl=2, max_attempts=3, serializer=JSONSerializer)
+    job = tracker.enqueue(JOB, kwargs={"model_name": "diabetes", "rows": [[0.0] * 10]}, job_timeout=60, result_ttl=5)
+    keyed = tracker.enqueue(JOB, kwargs={}, job_timeout=60, result_ttl=5, job_id="keyed-1", guard_ttl=86400)
+    assert 0 < conn.ttl(enqueue_guard_key(job.id)) <= ENQUEUE_RETRY_GUARD_S
+    assert conn.ttl(enqueue_guard_key(keyed.id)) > 86000
     conn.close()
