@@ -26,6 +26,7 @@ import psutil
 from harness.backends.base import BACKENDS
 from harness.cli.benchmarks import (
     bench_dropin,
+    bench_memory,
     bench_overhead,
     bench_recovery,
     bench_scale,
@@ -257,7 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     dr.add_argument("--job-s", type=float, default=3.0)
     svc = sub.add_parser("service", help="worker start -> first job; 100-row latency")
     svc.add_argument("--trials", type=int, default=20)
-    for p in (a, rec, ov, st, su, sc, sw, sh, dr, svc):
+    mem = sub.add_parser("memory", help="Redis memory and keys before, after many jobs, and after their TTL")
+    mem.add_argument("--jobs", type=int, default=10_000)
+    mem.add_argument("--result-ttl", type=int, default=5)
+    for p in (a, rec, ov, st, su, sc, sw, sh, dr, svc, mem):
         p.add_argument("--out", help="also write the JSON here")
     try:
         args = parser.parse_args(argv)
@@ -283,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         result = bench_dropin(trials=args.trials, job_s=args.job_s)
     elif args.what == "shap":
         result = bench_shap(trials=args.trials)
+    elif args.what == "memory":
+        result = bench_memory(jobs=args.jobs, result_ttl=args.result_ttl)
     else:
         result = bench_service(trials=args.trials)
     text = json.dumps(result, indent=2)

@@ -26,6 +26,7 @@ from harness.wait import eventually
 
 __all__ = [
     "bench_dropin",
+    "bench_memory",
     "bench_overhead",
     "bench_recovery",
     "bench_scale",
@@ -432,4 +433,74 @@ def bench_dropin(*, trials: int = 20, job_s: float = 3.0, cap: float = 120.0) ->
         "kill_to_requeued_s": _dist(requeued, cap),
         "kill_to_finished_s": _dist(finished, cap),
         "trials": [{"requeued_s": r, "finished_s": f} for r, f in zip(requeued, finished, strict=True)],
+    }
+
+
+#: The job bench_memory runs: a pure function of the harness, importable where rq workers run.
+PROBE_VALUE = "harness.targets.probes.expected_value"
+
+
+def bench_memory(*, jobs: int = 10_000, workers: int = 2, result_ttl: int = 5, cap: float = 1800.0) -> dict[str, Any]:
+    """Does the fix's bookkeeping end with its jobs? `jobs` jobs through the enqueue path of the
+    API (`Tracker.enqueue`) and `rq worker -w RecoveringWorker`, with a short result TTL: Redis's
+    used_memory and key count before, when the last job finished, and after the TTL and the
+    enqueue guards' retry window (with RQ's own registry cleanup run, as its workers do every
+    10 minutes). `fix_keys` counts the keys under the fix's prefix."""
+    from redis import Redis
+    from rq import Queue
+    from rq.registry import clean_registries
+
+    from harness.backends.local.processes import ManagedProcess
+    from rq_recovery.keys import PREFIX, stats_key
+    from rq_recovery.tracking import ENQUEUE_RETRY_GUARD_S, Tracker
+
+    rq_cli = str(Path(sys.executable).parent / "rq")
+    stack = Stack(StackConfig(workers=0))
+    procs: list[ManagedProcess] = []
+    try:
+        stack.start_redis()
+        conn = Redis.from_url(stack.redis_url)
+
+        def snapshot() -> dict[str, int]:
+            conn.execute_command("MEMORY", "PURGE")
+            fix = sum(1 for _ in conn.scan_iter(f"{PREFIX}*", count=1000))
+            return {"used_memory": int(conn.info("memory")["used_memory"]), "keys": int(conn.dbsize()), "fix_keys": fix}
+
+        for i in range(workers):
+            argv = [rq_cli, "worker", "-w", "rq_recovery.worker_process_fix.RecoveringWorker"]
+            argv += ["--url", stack.redis_url, "--name", f"m{i}", "bench-mem"]
+            env = {**os.environ, "HARNESS_PROC": f"m{i}", "JOB_ALLOWLIST": "harness.targets.probes.*"}
+            procs.append(ManagedProcess(f"m{i}", argv, env=env, log_dir=stack.log_dir, run_id=stack.run_id).start())
+        eventually(lambda: conn.scard("rq:workers") == workers, timeout=60)
+        time.sleep(1.0)  # the workers' first registration and sweep have written what they keep
+        before = snapshot()
+        baseline_keys = {k.decode() for k in conn.scan_iter("*", count=1000)}
+        tracker = Tracker(conn, "bench-mem", liveness_ttl=6, max_attempts=3)
+        t0 = time.monotonic()
+        for i in range(jobs):
+            kwargs = {"seed": f"m{i}", "rounds": 1}
+            tracker.enqueue(PROBE_VALUE, kwargs=kwargs, job_timeout=60, result_ttl=result_ttl)
+        enqueued_s = time.monotonic() - t0
+        done = eventually(lambda: int(conn.hget(stats_key("bench-mem"), "finished") or 0) >= jobs, timeout=cap)
+        run_s = time.monotonic() - t0
+        at_end = snapshot()
+        time.sleep(max(result_ttl, ENQUEUE_RETRY_GUARD_S) + 2)
+        clean_registries(Queue("bench-mem", connection=conn))
+        after = snapshot()
+        kept = sorted(k.decode() for k in conn.scan_iter("*", count=1000) if k.decode() not in baseline_keys)
+    finally:
+        for proc in procs:
+            proc.stop()
+        stack.stop()
+    return {
+        "what": f"{jobs} jobs, result_ttl {result_ttl} s, rq worker -w RecoveringWorker x{workers}",
+        "all_finished": bool(done),
+        "enqueue_s": round(enqueued_s, 1),
+        "run_s": round(run_s, 1),
+        "jobs_per_s": round(jobs / run_s, 1) if run_s else None,
+        "before": before,
+        "at_end": at_end,
+        "after_ttl": after,
+        "left_over": {k: after[k] - before[k] for k in before},
+        "keys_kept": kept,  # per queue or per function, not per job: they do not grow with jobs
     }

@@ -1,0 +1,54 @@
+"""Every key the fix writes for a job has an end: it goes with the job's result or failure TTL.
+
+Real Redis, a real RecoveringWorker (burst), jobs that finish, fail, and keep no result
+(result_ttl=0). After the TTLs nothing per job is left: no track, lease, fence or enqueue guard,
+and the running / active sets hold none of them. `harness bench memory` measures the same at
+10,000 jobs (used_memory and key count back to the baseline, plus a few per-queue keys).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from redis import Redis
+from rq import Queue
+
+from rq_recovery.keys import PREFIX, active_key, running_key
+from rq_recovery.tracking import Tracker
+from rq_recovery.worker_process_fix import RecoveringWorker
+
+pytestmark = pytest.mark.integration
+
+VALUE = "harness.targets.probes.expected_value"
+PER_JOB = ("track:", "live:", "fence:", "enqueued:")
+
+
+def test_the_bookkeeping_of_every_job_ends_with_its_ttl(redis_only, monkeypatch):
+    monkeypatch.setenv("JOB_ALLOWLIST", "harness.targets.probes.*")
+    conn = Redis.from_url(redis_only.redis_url)
+    conn.flushdb()
+    tracker = Tracker(conn, "ttl-q", liveness_ttl=2, max_attempts=2, failure_ttl=2)
+    ids = []
+    for i, result_ttl in enumerate([2] * 10 + [0] * 5):
+        job = tracker.enqueue(
+            VALUE, kwargs={"seed": f"s{i}", "rounds": 1}, job_timeout=30, result_ttl=result_ttl, guard_ttl=2
+        )
+        ids.append(job.id)
+    for _ in range(5):  # these fail: rounds is not a number
+        ids.append(
+            tracker.enqueue(VALUE, kwargs={"seed": "f", "rounds": "x"}, job_timeout=30, result_ttl=2, guard_ttl=2).id
+        )
+    RecoveringWorker([Queue("ttl-q", connection=conn)], connection=conn, name="ttl-w").work(burst=True)
+    per_job = [
+        k.decode() for k in conn.scan_iter(f"{PREFIX}*") if k.decode().startswith(tuple(PREFIX + p for p in PER_JOB))
+    ]
+    assert per_job, "the jobs left no bookkeeping at all: the test would prove nothing"
+    time.sleep(3.5)
+    left = [
+        k.decode() for k in conn.scan_iter(f"{PREFIX}*") if k.decode().startswith(tuple(PREFIX + p for p in PER_JOB))
+    ]
+    assert left == []
+    assert conn.zcard(running_key()) == 0 and conn.zcard(active_key("ttl-q")) == 0
+    assert not any(conn.exists(f"rq:job:{j}") for j in ids)  # RQ's own TTLs, for comparison
+    conn.close()
