@@ -122,4 +122,7 @@ def test_run_with_the_fix_passes_and_leaves_nothing(tmp_path, harness_cli):
     events = [json.loads(line) for line in (tmp_path / "kill-worker" / "history.jsonl").read_text().splitlines()]
     runs = [[x["outcome"] for x in e["data"]["executions"]] for e in events if e["kind"] == "witness"]
     assert len(runs) == kill["jobs"]["accepted"] and [None, "returned"] in runs, runs
+    memory = [e for e in events if e["kind"] == "note" and str(e["data"].get("text")).startswith("redis memory:")]
+    assert len(memory) == 1 and all(m > 0 for m in memory[0]["data"]["used_memory"])  # a soak's growth, shown
+    assert "redis memory:" in (tmp_path / "index.html").read_text()
     assert _processes_of_run(summary["run_id"]) == []

@@ -39,7 +39,16 @@ from harness.report.svg import COLOURS, histogram_svg, overview_svg, timeline_sv
 __all__ = ["REPORT_FILE", "page", "render"]
 
 #: Words that make a history note worth showing above a scenario's timeline.
-_NOTE_WORDS = ("not injected", "failed to", "exited on its own", "crashed", "error", "did not answer")
+_NOTE_WORDS = (
+    "not injected",
+    "failed to",
+    "exited on its own",
+    "crashed",
+    "error",
+    "did not answer",
+    "redis memory",
+    "zombies",
+)
 
 _JINJA = Environment(
     loader=PackageLoader("harness.report"),

@@ -81,6 +81,28 @@ class _Repairer:
                 self.history.record(NOTE, text=f"repair command failed: {type(exc).__name__}: {exc}")
 
 
+def _redis_memory(stack: Backend) -> tuple[int, int] | None:
+    """(used_memory, keys) of the Redis under test, or None when it cannot be read."""
+    try:
+        return int(stack.redis.info("memory")["used_memory"]), int(stack.redis.dbsize())
+    except Exception:  # noqa: BLE001 - only reported
+        return None
+
+
+def _note_memory(stack: Backend, history: History, start: tuple[int, int] | None) -> None:
+    """The report's line on Redis memory at the start and the end of the run (a soak's growth)."""
+    end = _redis_memory(stack)
+    if start is None or end is None:
+        return
+    history.record(
+        NOTE,
+        text=f"redis memory: {start[0] / 1e6:.1f} MB and {start[1]} keys at the start,"
+        f" {end[0] / 1e6:.1f} MB and {end[1]} keys at the end",
+        used_memory=[start[0], end[0]],
+        keys=[start[1], end[1]],
+    )
+
+
 def _redis_version(stack: Backend) -> str | None:
     try:
         return str(stack.redis.info("server").get("redis_version"))
@@ -198,6 +220,7 @@ def _run_in(
         target=target.name if target is not None else None,
         witness=getattr(stack, "witness", None) is not None,
     )
+    memory_at_start = _redis_memory(stack)
     seed_s = f"{seed}:{scenario.name}"
     now = time.monotonic()
     deadline = now + plan.deadline_s
@@ -239,6 +262,7 @@ def _run_in(
     run.final_pass()
     record_reconcile(stack, history)
     _record_witness(stack, history)
+    _note_memory(stack, history, memory_at_start)
     if repairer:
         repairer.stop()
     _note_exited_workers(stack, ctx, history)
