@@ -326,21 +326,10 @@ class Tracker:
 
     # -- enqueue side (the SHAP service's API) --------------------------------------------
 
-    def enqueue(
-        self,
-        func: str,
-        *,
-        kwargs: dict[str, Any],
-        job_timeout: int,
-        result_ttl: int,
-        job_id: str | None = None,
-        guard_ttl: int = ENQUEUE_RETRY_GUARD_S,
-    ) -> Job:
-        """Enqueue a job and its tracking record in one step, so neither exists alone (see
-        `enqueue_once`)."""
-        return self.enqueue_once(
-            func, kwargs=kwargs, job_timeout=job_timeout, result_ttl=result_ttl, job_id=job_id, guard_ttl=guard_ttl
-        )[0]
+    def enqueue(self, func: str, **options: Any) -> Job:
+        """Enqueue a job and its tracking record in one step, so neither exists alone: the job
+        of `enqueue_once` (same options), for callers that need not know whether it was new."""
+        return self.enqueue_once(func, **options)[0]
 
     def enqueue_once(
         self,
