@@ -142,6 +142,19 @@ def test_http_headers_come_from_the_environment_only(tmp_path):
     assert load_target("plain-rq").skip_reason(faults=["api-crash"], kinds=["light"]) is not None
 
 
+def test_a_nemesis_draws_only_faults_the_target_can_take():
+    from harness.run.runner import for_target, target_skip_reason
+    from harness.run.scenarios.test_api_crash import SCENARIO as API_CRASH
+    from harness.run.scenarios.test_nemesis import SCENARIO as NEMESIS
+
+    plain, ours = load_target("plain-rq"), load_target("shap-service")
+    drawn = {f.name for f in for_target(NEMESIS, plain).fault_pool()}
+    assert "api-crash" not in drawn and {"kill-worker", "pause-worker", "redis-restart"} <= drawn
+    assert target_skip_reason(NEMESIS, plain) is None
+    assert for_target(NEMESIS, ours) is NEMESIS  # this service has an API: the whole pool
+    assert "no API" in (target_skip_reason(API_CRASH, plain) or "")  # a fixed schedule is skipped
+
+
 def test_body_kinds_are_the_workload_kinds(tmp_path):
     with pytest.raises(TargetError, match="unknown job kind"):
         target_from_table(

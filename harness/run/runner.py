@@ -42,13 +42,14 @@ from harness.run.nemesis_thread import NemesisThread
 from harness.run.reconcile import record_reconcile
 from harness.run.result import ScenarioResult, judge
 from harness.run.scenario import PROFILES, Profile, RunPlan, Scenario
+from harness.run.schedule import RandomSchedule
 from harness.targets.clients import client_factory
 from harness.targets.target import Target
 from harness.wait import eventually
 from harness.workload import WorkloadRun
 from harness.workload.history import NOTE, WITNESS, History
 
-__all__ = ["run_scenario", "target_skip_reason"]
+__all__ = ["for_target", "run_scenario", "target_skip_reason"]
 
 
 class _Repairer:
@@ -269,10 +270,22 @@ def _run_in(
     return nem
 
 
+def for_target(scenario: Scenario, target: Target | None) -> Scenario:
+    """`scenario` as it runs against `target`: a nemesis draws only faults the target can take
+    (no api-crash without an API). A fixed schedule is left alone (target_skip_reason skips it)."""
+    if target is None or not isinstance(scenario.faults, RandomSchedule):
+        return scenario
+    pool = tuple(f for f in scenario.faults.pool if f.name not in target.impossible_faults)
+    if not pool or len(pool) == len(scenario.faults.pool):
+        return scenario
+    return dataclasses.replace(scenario, faults=dataclasses.replace(scenario.faults, pool=pool))
+
+
 def target_skip_reason(scenario: Scenario, target: Target | None) -> str | None:
     """Why `scenario` cannot run against `target` (None: it can, or there is no target)."""
     if target is None:
         return None
+    scenario = for_target(scenario, target)
     kinds = [k for k, w in scenario.workload.mix.items() if w > 0]
     return target.skip_reason(faults=[f.name for f in scenario.fault_pool()], kinds=kinds)
 
@@ -295,6 +308,7 @@ def run_scenario(
     """Run `scenario` against a fresh stack and judge it; saves history.jsonl in report_dir.
 
     `on_history` is called with the live History as soon as it exists (progress displays)."""
+    scenario = for_target(scenario, (services or {}).get("target"))
     reason = scenario.skip_reason(backend) or target_skip_reason(scenario, (services or {}).get("target"))
     if reason is not None:
         raise ValueError(reason)

@@ -149,6 +149,11 @@ class Target:
         values = {"python": python, "redis_url": redis_url, "queues": " ".join(self.queues), "queue": self.queue}
         return {k: v.format_map(values) for k, v in self.env.items()}
 
+    @property
+    def impossible_faults(self) -> tuple[str, ...]:
+        """Faults that have nothing to hit in this target (api-crash without an API)."""
+        return ("api-crash",) if self.api is None else ()
+
     def skip_reason(self, *, faults: Iterable[str], kinds: Iterable[str]) -> str | None:
         """Why a scenario with these faults and job kinds cannot run against this target."""
         if self.api is None and "api-crash" in set(faults):
