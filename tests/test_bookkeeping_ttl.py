@@ -8,12 +8,11 @@ and the running / active sets hold none of them. `harness bench memory` measures
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from redis import Redis
 from rq import Queue
 
+from harness.wait import eventually
 from rq_recovery.keys import PREFIX, active_key, running_key
 from rq_recovery.tracking import Tracker
 from rq_recovery.worker_process_fix import RecoveringWorker
@@ -40,15 +39,14 @@ def test_the_bookkeeping_of_every_job_ends_with_its_ttl(redis_only, monkeypatch)
             tracker.enqueue(VALUE, kwargs={"seed": "f", "rounds": "x"}, job_timeout=30, result_ttl=2, guard_ttl=2).id
         )
     RecoveringWorker([Queue("ttl-q", connection=conn)], connection=conn, name="ttl-w").work(burst=True)
-    per_job = [
-        k.decode() for k in conn.scan_iter(f"{PREFIX}*") if k.decode().startswith(tuple(PREFIX + p for p in PER_JOB))
-    ]
-    assert per_job, "the jobs left no bookkeeping at all: the test would prove nothing"
-    time.sleep(3.5)
-    left = [
-        k.decode() for k in conn.scan_iter(f"{PREFIX}*") if k.decode().startswith(tuple(PREFIX + p for p in PER_JOB))
-    ]
-    assert left == []
+
+    def per_job() -> list[str]:
+        keys = (k.decode() for k in conn.scan_iter(f"{PREFIX}*"))
+        return [k for k in keys if k.startswith(tuple(PREFIX + p for p in PER_JOB))]
+
+    assert per_job(), "the jobs left no bookkeeping at all: the test would prove nothing"
+    eventually(lambda: not per_job(), timeout=10)  # the TTLs are 2 s
+    assert per_job() == []
     assert conn.zcard(running_key()) == 0 and conn.zcard(active_key("ttl-q")) == 0
     assert not any(conn.exists(f"rq:job:{j}") for j in ids)  # RQ's own TTLs, for comparison
     conn.close()

@@ -174,7 +174,7 @@ def _record_witness(stack: Backend, history: History) -> None:
         history.record(NOTE, text=f"witness could not be read: {type(exc).__name__}: {exc}")
         return
     for job_id, executions in sorted(seen.items()):
-        history.record(WITNESS, job_id, executions=[e.as_dict() for e in executions])
+        history.record(WITNESS, job_id, executions=[dataclasses.asdict(e) for e in executions])
 
 
 def _note_exited_workers(stack: Backend, ctx: FaultContext, history: History) -> None:

@@ -11,7 +11,6 @@ witness counts executions (`harness.targets.witness`). Each workload kind maps t
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from redis import Redis
@@ -57,9 +56,6 @@ def _serializer(name: str) -> Any:
 
 class RqJobClient:
     """One client's connection to the target's Redis: enqueue probes, read jobs back."""
-
-    _seq = 0
-    _seq_lock = threading.Lock()
 
     def __init__(
         self,

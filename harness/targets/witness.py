@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 from redis import Redis
 
@@ -39,16 +39,6 @@ class Execution:
     host: str
     ended: float | None = None
     outcome: str | None = None  # "returned" | "raised" | None (never ended: killed, frozen, hung)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "execution_id": self.execution_id,
-            "started": self.started,
-            "ended": self.ended,
-            "outcome": self.outcome,
-            "pid": self.pid,
-            "host": self.host,
-        }
 
 
 def parse_entries(entries: Sequence[bytes | str]) -> list[Execution]:
