@@ -84,7 +84,7 @@ def test_metrics_count_what_happened(stack_factory):
     for job_id in (hungry, slow):
         assert stack.wait_terminal(job_id, timeout=30)["status"] == "finished"
 
-    views = {j: stack.job(j) for j in [*light, boom, killed, horse, hungry, slow]}
+    views = {j: stack.wait_settled(j) for j in [*light, boom, killed, horse, hungry, slow]}
     finished = sum(v["status"] == "finished" for v in views.values())
     assert finished == 10
     assert views[slow]["facts"]["long_running"] is True

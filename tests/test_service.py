@@ -161,7 +161,8 @@ def test_job_error_fails_without_retry(service_stack: Stack) -> None:
 
 def test_job_view_fields(service_stack: Stack) -> None:
     job_id = service_stack.submit()["job_id"]
-    view = _finished(service_stack, job_id)
+    view = service_stack.wait_settled(job_id)  # both routes are read after the worker's last write
+    assert view["status"] == "finished", view
     for key in ("job_id", "status", "attempts", "enqueued_at", "started_at", "ended_at", "worker"):
         assert key in view, key
     assert view["job_id"] == job_id

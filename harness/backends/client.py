@@ -78,6 +78,20 @@ class ServiceClient:
     def wait_terminal(self, job_id: str, *, timeout: float = 60.0) -> dict[str, Any]:
         return self.wait_status(job_id, TERMINAL_STATUSES, timeout=timeout)
 
+    def wait_settled(self, job_id: str, *, timeout: float = 60.0) -> dict[str, Any]:
+        """Terminal, and the worker's facts written: it writes them after its work-horse exits
+        (`peak_rss_bytes` comes from `wait4`), a moment after the status turns terminal."""
+        self.wait_terminal(job_id, timeout=timeout)
+
+        def with_facts() -> dict[str, Any] | None:
+            view = self.job(job_id)
+            return view if "duration_s" in view.get("facts", {}) else None
+
+        view = eventually(with_facts, timeout=timeout)
+        if view is None:
+            raise TimeoutError(f"job {job_id} ended but its facts never came: {self.job(job_id)}")
+        return view
+
     def worker(self, name: str) -> Any:
         for handle in self.workers:
             if handle.name == name:
