@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any, cast
 
 from redis import Redis
 from redis.exceptions import RedisError
 
 from . import __version__, metrics
+from .clock import server_time
 from .config import Settings, SettingsError, redact_url
 from .keys import PREFIX, connection_name, limbo_key, live_key, running_key, track_key, worker_key
 
@@ -51,6 +51,7 @@ _READ_COMMANDS = frozenset(
         "TYPE",
         "SCAN",
         "INFO",
+        "TIME",
         "CLIENT",
     ]
 )
@@ -78,7 +79,7 @@ def _s(v: Any) -> str:
 
 def diagnose(conn: Redis, queue: str, *, liveness_ttl: float) -> dict[str, Any]:
     """Collect the report; pure reads."""
-    now = time.time()
+    now = server_time(conn)  # what the recovery layer writes is on Redis's clock
     q = f"rq:queue:{queue}"
     counts = {
         "queued": conn.llen(q),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ class Fence:
     token: str
     default_result_ttl: int
     ends: bool = True  # False: only check the token (the horse's start), never end the attempt
+    clock: Callable[[], float] = time.time  # the worker passes Redis's (`clock.RedisClock.now`)
     committed: bool = False
     superseded: bool = False
 
@@ -64,7 +66,7 @@ class Fence:
         """Queue the commands that end this attempt (inside the MULTI)."""
         job, state = self.job, self.final_state()
         key = track_key(job.id)
-        pipe.hset(key, mapping={"state": state, "ended_at": time.time(), "token": "", "ended_token": self.token})
+        pipe.hset(key, mapping={"state": state, "ended_at": self.clock(), "token": "", "ended_token": self.token})
         pipe.hdel(key, "fix_requeued")
         pipe.delete(live_key(job.id), fence_key(job.id))
         pipe.zrem(running_key(), job.id)

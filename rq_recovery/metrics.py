@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from redis import Redis
 
+from .clock import server_time
 from .config import default
 from .keys import PREFIX
 
@@ -193,7 +194,7 @@ class RedisCollector(Collector):
             h.add_metric([q], buckets, raw.get("sum", 0.0))
             yield h
 
-        now = time.time()
+        now = server_time(r)  # the workers' beat_at is on Redis's clock
         alive = GaugeMetricFamily(
             f"{NAMESPACE}_workers", "Workers whose recovery layer beat within its lease", labels=["queue"]
         )

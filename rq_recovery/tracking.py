@@ -23,6 +23,9 @@ Every transition that two processes could race on is atomic:
   wins; it then requeues the job on its origin queue, or gives up on it the way RQ's own
   abandoned-job cleanup does (failure callback, exception handlers, RQ's Retry, dependents).
 
+Every time written here and compared by another process is on Redis's clock (`clock`): the
+scripts read `TIME` themselves, so hosts whose clocks disagree still agree on a lease's age.
+
 Track states: queued -> running -> finished | failed | stopped | canceled | queued (RQ took it
 back), and running | queued -> recovering -> queued | failed.
 """
@@ -55,6 +58,7 @@ from rq.timeouts import TimerDeathPenalty, UnixSignalDeathPenalty
 from rq.utils import utcformat
 
 from . import metrics
+from .clock import LUA_NOW, RedisClock
 from .config import Settings
 from .events import emit
 from .keys import (
@@ -118,30 +122,38 @@ def serializer_path(serializer: Any) -> str:
 #: bookkeeping of a busy service does not outlive its jobs. An Idempotency-Key passes its own.
 ENQUEUE_RETRY_GUARD_S = 30
 
-# KEYS: the job's enqueue guard  ARGV: guard_ttl_s, request digest, n_commands, then per command:
-# argc, args... Runs the commands (RQ's enqueue and the track's, as a pipeline would) only when
-# the guard is new. Returns 1 when it enqueued, 0 when this job id was enqueued before for the
-# same request, -1 for another request (nothing written in either case).
-_ENQUEUE_ONCE = """
+# KEYS: the job's enqueue guard, its track, the queue's active set  ARGV: guard_ttl_s, request
+# digest, job id, n_commands, then per command: argc, args... Runs the commands (RQ's enqueue and
+# the track's, as a pipeline would) only when the guard is new, and stamps the track's
+# enqueued_at with Redis's time. Returns 1 when it enqueued, 0 when this job id was enqueued
+# before for the same request, -1 for another request (nothing written in either case).
+_ENQUEUE_ONCE = (
+    LUA_NOW
+    + """
 local prev = redis.call('GET', KEYS[1])
 if prev then
   if prev == ARGV[2] then return 0 end
   return -1
 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[1])
-local i = 4
-for _ = 1, tonumber(ARGV[3]) do
+local i = 5
+for _ = 1, tonumber(ARGV[4]) do
   local argc = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + argc))
   i = i + argc + 1
 end
+redis.call('HSET', KEYS[2], 'enqueued_at', now)
+redis.call('ZADD', KEYS[3], now, ARGV[3])
 return 1
 """
+)
 
-# KEYS: track, live, running, fence  ARGV: token, worker, pid, now, ttl_ms, queue, serializer
+# KEYS: track, live, running, fence  ARGV: token, worker, pid, ttl_ms, queue, serializer
 # Returns the new attempt number, or -2 when another attempt holds a live lease or a recovery
 # is under way (a duplicate delivery): the caller must not run it. Idempotent per token.
-_START = """
+_START = (
+    LUA_NOW
+    + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'running' and redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
   return tonumber(redis.call('HGET', KEYS[1], 'attempt'))  -- a retried START whose reply was lost
@@ -162,31 +174,37 @@ end
 redis.call('HDEL', KEYS[1], 'fix_requeued', 'ended_token')
 redis.call('PERSIST', KEYS[1])
 redis.call('HSET', KEYS[1], 'state', 'running', 'attempt', attempt, 'token', ARGV[1], 'worker', ARGV[2],
-  'pid', ARGV[3], 'started_at', ARGV[4], 'heartbeat_at', ARGV[4], 'queue', ARGV[6], 'serializer', ARGV[7])
-redis.call('HSETNX', KEYS[1], 'enqueued_at', ARGV[4])
-redis.call('HSETNX', KEYS[1], 'first_started_at', ARGV[4])
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[5])
-redis.call('ZADD', KEYS[3], ARGV[4], string.match(KEYS[1], 'track:(.*)$'))
+  'pid', ARGV[3], 'started_at', now, 'heartbeat_at', now, 'queue', ARGV[5], 'serializer', ARGV[6])
+redis.call('HSETNX', KEYS[1], 'enqueued_at', now)
+redis.call('HSETNX', KEYS[1], 'first_started_at', now)
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[3], now, string.match(KEYS[1], 'track:(.*)$'))
 redis.call('SET', KEYS[4], ARGV[1])
 return attempt
 """
+)
 
-# KEYS: track, live  ARGV: token, now, ttl_ms  -> 1 beating, 0 superseded
-_BEAT = """
+# KEYS: track, live  ARGV: token, ttl_ms  -> 1 beating, 0 superseded
+_BEAT = (
+    LUA_NOW
+    + """
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
-redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[1], 'heartbeat_at', now)
 return 1
 """
+)
 
-# KEYS: track, live, fence  ARGV: mode, expected_token, now, by, stale_after_s
+# KEYS: track, live, fence  ARGV: mode, expected_token, by, stale_after_s
 # mode 'expired': the lease must be gone and the token unchanged since the caller read it.
 # mode 'owner':   the caller holds the current token (its own horse died or was handed back).
 # mode 'limbo':   dequeued but never started: state queued, no token.
 # mode 'stale':   a recoverer died mid-recovery long enough ago.
 # Returns the attempt number on success, -1 otherwise. Exactly one caller wins.
-_CLAIM = """
+_CLAIM = (
+    LUA_NOW
+    + """
 local token = redis.call('HGET', KEYS[1], 'token') or ''
 local state = redis.call('HGET', KEYS[1], 'state') or 'queued'
 local mode = ARGV[1]
@@ -201,27 +219,31 @@ elseif mode == 'limbo' then
 elseif mode == 'stale' then
   if state ~= 'recovering' then return -1 end
   local at = tonumber(redis.call('HGET', KEYS[1], 'recovering_at') or '0')
-  if tonumber(ARGV[3]) - at < tonumber(ARGV[5]) then return -1 end
+  if tonumber(now) - at < tonumber(ARGV[4]) then return -1 end
 else
   return redis.error_reply('unknown claim mode')
 end
-redis.call('HSET', KEYS[1], 'state', 'recovering', 'token', '', 'recovering_by', ARGV[4],
-  'recovering_at', ARGV[3], 'recovering_from', state)
+redis.call('HSET', KEYS[1], 'state', 'recovering', 'token', '', 'recovering_by', ARGV[3],
+  'recovering_at', now, 'recovering_from', state)
 redis.call('DEL', KEYS[2], KEYS[3])
 return tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0')
 """
+)
 
 
-# KEYS: running  ARGV: key prefix, absent check (0/1), now, beat threshold s, n, n gone workers, present workers.
-# Returns {scanned, [job ids worth a closer look]}: not plainly running, lease gone, worker's
-# connection seen to vanish, or (absent check) worker without a connection now that missed a beat.
+# KEYS: running  ARGV: key prefix, absent check (0/1), beat threshold s, n, n gone workers, present workers.
+# Returns {scanned, [job ids worth a closer look], Redis's time}: not plainly running, lease gone,
+# worker's connection seen to vanish, or (absent check) worker without a connection now that
+# missed a beat.
 # Key names are computed here, so this one script is not Redis-Cluster safe (nor is RQ's layout).
-_SUSPECTS = """
-local n = tonumber(ARGV[5])
+_SUSPECTS = (
+    LUA_NOW
+    + """
+local n = tonumber(ARGV[4])
 local gone, present = {}, {}
-for i = 6, 5 + n do gone[ARGV[i]] = true end
-for i = 6 + n, #ARGV do present[ARGV[i]] = true end
-local check, now, threshold = ARGV[2] == '1', tonumber(ARGV[3]), tonumber(ARGV[4])
+for i = 5, 4 + n do gone[ARGV[i]] = true end
+for i = 5 + n, #ARGV do present[ARGV[i]] = true end
+local check, t, threshold = ARGV[2] == '1', tonumber(now), tonumber(ARGV[3])
 local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
 local out = {}
 for _, id in ipairs(ids) do
@@ -230,16 +252,13 @@ for _, id in ipairs(ids) do
   local worker = f[2] or ''
   local suspect = f[1] ~= 'running' or redis.call('EXISTS', ARGV[1] .. 'live:' .. id) == 0 or gone[worker]
   if not suspect and check and not present[worker] and f[4] ~= 'adopted' and f[5] ~= '0' then
-    suspect = now - tonumber(f[3] or now) >= threshold
+    suspect = t - tonumber(f[3] or t) >= threshold
   end
   if suspect then out[#out + 1] = id end
 end
-return {#ids, out}
+return {#ids, out, now}
 """
-
-
-def _now() -> float:
-    return time.time()
+)
 
 
 def _s(v: Any) -> str:
@@ -307,7 +326,8 @@ class Tracker:
         self._beat = connection.register_script(_BEAT)
         self._claim = connection.register_script(_CLAIM)
         self._suspects = connection.register_script(_SUSPECTS)
-        self._missing: dict[str, float] = {}  # worker -> when its connection was first seen gone
+        self.clock = RedisClock(connection)  # every time compared across hosts is Redis's
+        self._missing: dict[str, float] = {}  # worker -> when (monotonic) its connection was first seen gone
         self._seen: set[str] = set()
         self._announced: set[str] = set()
 
@@ -347,7 +367,6 @@ class Tracker:
         a client that sends the same Idempotency-Key again within `guard_ttl` s) finds the
         guard and changes nothing, so a job is never pushed twice nor its track reset.
         `digest` names the request: the same job id for another digest raises EnqueueConflict."""
-        now = _now()
         job_id = job_id or str(uuid.uuid4())
         with self.connection.pipeline(transaction=False) as pipe:
             job = self.queue.enqueue_call(
@@ -364,18 +383,17 @@ class Tracker:
                 mapping={
                     "state": "queued",
                     "attempt": 0,
-                    "enqueued_at": now,
                     "queue": self.queue_name,
                     "serializer": serializer_path(self.serializer),
                 },
-            )
-            pipe.zadd(active_key(self.queue_name), {job_id: now})
+            )  # enqueued_at, and the job's place in the active set: the script, on Redis's clock
             commands = [args for args, _options in pipe.command_stack]
             pipe.reset()
-        argv: list[Any] = [max(int(guard_ttl), 1), digest or "-", len(commands)]
+        argv: list[Any] = [max(int(guard_ttl), 1), digest or "-", job_id, len(commands)]
         for args in commands:
             argv += [len(args), *args]
-        outcome = int(self._enqueue_once(keys=[enqueue_guard_key(job_id)], args=argv))
+        keys = [enqueue_guard_key(job_id), track_key(job_id), active_key(self.queue_name)]
+        outcome = int(self._enqueue_once(keys=keys, args=argv))
         if outcome < 0:
             raise EnqueueConflict(f"job id {job_id} was enqueued before for another request")
         return job, outcome == 1
@@ -389,24 +407,24 @@ class Tracker:
         res = int(
             self._start(
                 keys=[track_key(job_id), live_key(job_id), running_key(), fence_key(job_id)],
-                args=[token, worker, pid, _now(), ms, origin, serializer_path(self.serializer)],
+                args=[token, worker, pid, ms, origin, serializer_path(self.serializer)],
             )
         )
         return res
 
     def beat(self, job_id: str, token: str, *, connection: Redis | None = None) -> bool:
         ms = int(self.liveness_ttl * 1000)
-        return bool(self._beat(keys=[track_key(job_id), live_key(job_id)], args=[token, _now(), ms], client=connection))
+        return bool(self._beat(keys=[track_key(job_id), live_key(job_id)], args=[token, ms], client=connection))
 
     def claim(self, job_id: str, *, mode: str, token: str = "", by: str, stale_after: float = 30.0) -> int:
         keys = [track_key(job_id), live_key(job_id), fence_key(job_id)]
-        return int(self._claim(keys=keys, args=[mode, token, _now(), by, stale_after]))
+        return int(self._claim(keys=keys, args=[mode, token, by, stale_after]))
 
     def count_late(self, job_id: str, *, worker: str, queue: str) -> None:
         """A superseded attempt tried to write its outcome and was refused: say so."""
         with self.connection.pipeline(transaction=False) as pipe:
             pipe.hincrby(track_key(job_id), "late_completions", 1)
-            pipe.hset(track_key(job_id), mapping={"last_late_worker": worker, "last_late_at": _now()})
+            pipe.hset(track_key(job_id), mapping={"last_late_worker": worker, "last_late_at": self.clock.now()})
             pipe.hincrby(stats_key(queue), "late_completions_rejected", 1)
             pipe.execute()
 
@@ -469,7 +487,7 @@ class Tracker:
 
     def _requeue(self, job: Job, *, reason: str, cause: str, refund: bool = False) -> None:
         """Put the job back at the front of its own queue, exactly as RQ's retry does."""
-        now = _now()
+        now = self.clock.now()
         silent = self._silent_for(job.id, now)
         queue = Queue(job.origin, connection=self.connection, serializer=job.serializer)
         enqueued_at = job.enqueued_at
@@ -513,7 +531,7 @@ class Tracker:
         left, requeues it (a new life for the fix's count); else the job fails, its dependents
         that allow failure are enqueued, and webhooks fire.
         """
-        now = _now()
+        now = self.clock.now()
         silent = self._silent_for(job.id, now)
         queue = Queue(job.origin, connection=self.connection, serializer=job.serializer)
         exc = AbandonedJobError(reason)
@@ -587,7 +605,7 @@ class Tracker:
         names = self.live_connections() if names is None else names
         if names is None:
             return False
-        now = _now()
+        now = time.monotonic()
         present = {n.removeprefix(CONNECTION_PREFIX) for n in names if n.startswith(CONNECTION_PREFIX)}
         for worker in self._seen - present:
             self._missing.setdefault(worker, now)
@@ -654,7 +672,7 @@ class Tracker:
             beat = datetime.fromisoformat(_s(raw).replace("Z", "+00:00"))
         except ValueError:
             return True  # registered, heartbeat unreadable: do not guess it dead
-        return _now() - beat.replace(tzinfo=beat.tzinfo or UTC).timestamp() < 90
+        return self.clock.now() - beat.replace(tzinfo=beat.tzinfo or UTC).timestamp() < 90
 
     def adopt_untracked(self, *, silent_after: float, dry_run: bool = False, force: bool = False) -> list[str]:
         """Track started jobs the fix never saw (plain RQ workers, jobs from before the fix).
@@ -664,7 +682,7 @@ class Tracker:
         has no lease, so the next sweep recovers it. Returns the ids adopted (or that would be).
         """
         names = self.live_connections()
-        now = _now()
+        now = self.clock.now()  # against RQ's own heartbeat, on its worker's clock
         adopted: list[str] = []
         for queue in self.queues:
             registry = StartedJobRegistry(queue, connection=self.connection, serializer=self.serializer)
@@ -731,20 +749,23 @@ class Tracker:
         names = self.live_connections() if connection_check else None
         if names is not None:
             self.watch_connections(names)
-        now = _now()
-        gone = {w for w, t in self._missing.items() if now - t >= self.connection_grace} if connection_check else set()
+        mono = time.monotonic()
+        gone = {w for w, t in self._missing.items() if mono - t >= self.connection_grace} if connection_check else set()
         present = {n.removeprefix(CONNECTION_PREFIX) for n in names or () if n.startswith(CONNECTION_PREFIX)}
         if force:
             ids = self.running_ids()
             report.scanned = len(ids)
+            now = self.clock.now()
         else:
             # One script reads the whole running set and returns only the suspects (lease gone,
             # worker's connection gone, or not plainly running): a healthy 10,000-job sweep is
             # one round trip, not 20,000 commands. A worker absent right now is a suspect too.
             threshold = self.heartbeat_interval + self.connection_grace
-            args: list[str | float] = [PREFIX, int(names is not None), now, threshold, len(gone)]
+            args: list[str | float] = [PREFIX, int(names is not None), threshold, len(gone)]
             args += [*sorted(gone), *sorted(present)]
-            scanned, ids = self._suspects(keys=[running_key()], args=args)
+            scanned, ids, redis_now = self._suspects(keys=[running_key()], args=args)
+            now = float(_s(redis_now))
+            self.clock.observe(now)
             ids = [_s(x) for x in ids]
             report.scanned = int(scanned)
             report.skipped_live = report.scanned - len(ids)
@@ -830,7 +851,7 @@ class Tracker:
         CLIENT LIST is refused, a missed beat). A sweep recovers them once their lease ends."""
         names = self.live_connections()
         present = {n.removeprefix(CONNECTION_PREFIX) for n in names or () if n.startswith(CONNECTION_PREFIX)}
-        now, out = _now(), []
+        now, out = self.clock.now(), []
         for job_id in self.running_ids():
             track = self.read(job_id)
             worker = track.get("worker", "")
@@ -842,7 +863,7 @@ class Tracker:
         return out
 
     def redis_started(self) -> tuple[float, int]:
-        """When Redis (re)started, on this host's clock, and its uptime in whole seconds.
+        """When Redis (re)started, on Redis's clock, and its uptime in whole seconds.
 
         Lease expiry times are absolute, so a lease also runs out while Redis is down: right
         after a restart, every worker that beat before it looks dead. `sweep` gives such a job
@@ -852,10 +873,12 @@ class Tracker:
         """
         forever = 1 << 30
         try:
-            uptime = int(self.connection.info("server").get("uptime_in_seconds", forever))
+            info = self.connection.info("server")
         except ResponseError:
-            uptime = forever
-        return _now() - uptime, uptime
+            return self.clock.now() - forever, forever
+        uptime = int(info.get("uptime_in_seconds", forever))
+        micros = info.get("server_time_usec")  # Redis >= 6.2: the same reply's TIME
+        return (int(micros) / 1e6 if micros else self.clock.now()) - uptime, uptime
 
     def _recover_claimed(
         self, report: SweepReport, job_id: str, *, mode: str, token: str, reason: str, by: str
@@ -876,7 +899,7 @@ class Tracker:
             return
         abandoned = status == JobStatus.STARTED.value or (status == JobStatus.QUEUED.value and not self._on_queue(job))
         if not abandoned:
-            self.connection.hset(track_key(job_id), mapping={"state": status or "queued", "ended_at": _now()})
+            self.connection.hset(track_key(job_id), mapping={"state": status or "queued", "ended_at": self.clock.now()})
             self._forget(job_id, job.origin)
             report.finalized += 1
             return

@@ -438,7 +438,7 @@ class RecoveryMixin:
         if attempt is None:
             yield None
             return
-        fence = Fence(job, attempt.token, default_result_ttl=self.default_result_ttl)  # type: ignore[attr-defined]
+        fence = Fence(job, attempt.token, default_result_ttl=self.default_result_ttl, clock=self.tracker.clock.now)  # type: ignore[attr-defined]
         original = self.connection
         self.connection = fenced_client(original, fence)
         try:
@@ -614,7 +614,7 @@ class RecoveryMixin:
                 log.warning("lifeline: policing the horse: %s", exc)
 
     def _beat(self, conn: Redis, tracker: Tracker, attempt: _Attempt | None, now: float) -> None:
-        self._register(conn)
+        self._register(conn, tracker)
         if attempt is None or attempt.superseded:
             return
         if not tracker.beat(attempt.job_id, attempt.token):
@@ -706,7 +706,7 @@ class RecoveryMixin:
         """Extra fields for this worker's registration (`diagnose-worker` shows them)."""
         return {}
 
-    def _register(self, conn: Redis | None = None) -> None:
+    def _register(self, conn: Redis | None = None, tracker: Tracker | None = None) -> None:
         """Tell Redis the fix runs in this process; `diagnose-worker` and tests read it."""
         key = worker_key(self.name)
         attempt = self._attempt
@@ -718,7 +718,7 @@ class RecoveryMixin:
                     "fix_version": __version__,
                     "pid": os.getpid(),
                     "host": socket.gethostname(),
-                    "beat_at": time.time(),
+                    "beat_at": (tracker or self.tracker).clock.now(),  # Redis's clock
                     "current_job": attempt.job_id if attempt else "",
                     "queues": ",".join(self.queue_names()),  # type: ignore[attr-defined]
                     "settings": json.dumps(

@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from harness.defaults import SAMPLE_ROW as ROW
 from harness.text import text
+from rq_recovery.clock import server_time
 
 __all__ = ["Finding", "main", "verify"]
 
@@ -104,7 +105,7 @@ def _round_trip(api: str, *, timeout: float, api_key: str | None) -> Finding:
 
 
 def _workers(r: Redis, queue: str, bound: float) -> Finding:
-    now = time.time()
+    now = server_time(r)  # the recovery layer's beat_at is on Redis's clock
     names = sorted(str(text(k)).removeprefix("rq:worker:") for k in r.smembers(f"rq:workers:{queue}"))
     rows, silent = [], []
     for name in names:

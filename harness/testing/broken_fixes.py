@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from rq.job import Job
 
 from rq_recovery.keys import fence_key, live_key, running_key, track_key
-from rq_recovery.tracking import Tracker, _now
+from rq_recovery.tracking import Tracker
 from rq_recovery.worker_process_fix import RecoveringWorker
 
 __all__ = ["BROKEN_FIXES", "OUTSIDE_PROCESS", "apply_fix_in_a_throwaway_interpreter", "broken_worker"]
@@ -63,7 +63,7 @@ class _RacyTracker(Tracker):
         time.sleep(0.3)
         self.connection.hset(
             track_key(job_id),
-            mapping={"state": "recovering", "token": "", "recovering_by": by, "recovering_at": _now()},
+            mapping={"state": "recovering", "token": "", "recovering_by": by, "recovering_at": self.clock.now()},
         )
         self.connection.delete(live_key(job_id), fence_key(job_id))
         return int(track.get("attempt", 0))
@@ -71,7 +71,7 @@ class _RacyTracker(Tracker):
     def start(self, job_id: str, *, token: str, worker: str, pid: int, queue: str | None = None) -> int:
         # No duplicate-delivery guard: whoever dequeues the job runs it.
         attempt = int(self.connection.hincrby(track_key(job_id), "attempt", 1))
-        now = _now()
+        now = self.clock.now()
         self.connection.hset(
             track_key(job_id),
             mapping={
