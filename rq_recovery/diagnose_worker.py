@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from . import __version__, metrics
 from .clock import server_time
 from .config import Settings, SettingsError, redact_url
+from .epoch import data_losses
 from .keys import PREFIX, connection_name, limbo_key, live_key, running_key, track_key, worker_key
 
 __all__ = ["ReadOnlyRedis", "WriteRefused", "diagnose", "main"]
@@ -174,6 +175,16 @@ def diagnose(conn: Redis, queue: str, *, liveness_ttl: float) -> dict[str, Any]:
         "memory_warnings": int(stats.get("memory_warnings", 0)),
         "recommended_render_plan": metrics.recommend_plan(max(peaks)) if peaks else None,
     }
+    losses = data_losses(conn)
+    data_loss = None
+    if losses:
+        at = float(losses.get("last_at") or now)
+        data_loss = {
+            "count": int(losses.get("count", 0)),
+            "last_ago_s": round(now - at, 1),
+            "lost_epoch": losses.get("lost_epoch"),
+            "detected_by": losses.get("detected_by"),
+        }
     return {
         "queue": queue,
         "counts": counts,
@@ -183,7 +194,8 @@ def diagnose(conn: Redis, queue: str, *, liveness_ttl: float) -> dict[str, Any]:
         "dequeued_not_started": limbo,
         "long_running": long_running,
         "memory": memory,
-        "recommendations": _recommend(counts, workers, stuck, liveness_ttl, long_running, memory),
+        "redis_data_loss": data_loss,
+        "recommendations": _recommend(counts, workers, stuck, liveness_ttl, long_running, memory, data_loss),
     }
 
 
@@ -198,8 +210,15 @@ def _recommend(
     ttl: float,
     long_running: list[dict],
     memory: dict[str, Any],
+    data_loss: dict[str, Any] | None = None,
 ) -> list[str]:
     out = []
+    if data_loss:
+        out.append(
+            f"Redis lost its data {data_loss['count']} time(s), last {data_loss['last_ago_s']:.0f} s ago (noticed by "
+            f"{data_loss['detected_by']}): every job it held then is gone, not failed; give Redis persistence "
+            "(appendonly yes) and let clients resubmit with their Idempotency-Key"
+        )
     with_fix = [w for w in workers if w["fix"] != "none"]
     if not workers:
         out.append(
@@ -267,6 +286,9 @@ def _print_text(report: dict[str, Any], url: str) -> None:
             f"{m['jobs_sampled']} jobs; warnings {m['memory_warnings']}; fits Render plan "
             f"'{m['recommended_render_plan']}'"
         )
+    if report["redis_data_loss"]:
+        d = report["redis_data_loss"]
+        print(f"REDIS DATA LOSS: {d['count']} time(s), last {d['last_ago_s']} s ago, noticed by {d['detected_by']}")
     if report["recommendations"]:
         print("recommendations:")
         for r in report["recommendations"]:

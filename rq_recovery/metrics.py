@@ -23,6 +23,7 @@ from redis import Redis
 
 from .clock import server_time
 from .config import default
+from .epoch import data_losses
 from .keys import PREFIX
 
 #: Prefix of every metric name (METRICS_NAMESPACE).
@@ -182,6 +183,13 @@ class RedisCollector(Collector):
         )
         late.add_metric([q], stats.get("late_completions_rejected", 0))
         yield late
+
+        losses = CounterMetricFamily(
+            f"{NAMESPACE}_redis_data_losses",
+            "Times Redis came back without the data it held (restart without persistence, failover, flush)",
+        )
+        losses.add_metric([], int(data_losses(r).get("count", 0)))
+        yield losses
 
         for name, (help_text, bounds) in HISTOGRAMS.items():
             raw = {_s(k): float(v) for k, v in r.hgetall(_hist_key(q, name)).items()}

@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis import Redis
 from redis.exceptions import ResponseError
@@ -60,6 +60,7 @@ from rq.utils import utcformat
 from . import metrics
 from .clock import LUA_NOW, RedisClock
 from .config import Settings
+from .epoch import EpochWatch
 from .events import emit
 from .keys import (
     CONNECTION_PREFIX,
@@ -95,6 +96,24 @@ log = logging.getLogger("rq_recovery")
 
 class EnqueueConflict(ValueError):
     """A job id (an Idempotency-Key) that was already enqueued for a different request."""
+
+
+class NotDurable(RuntimeError):
+    """The enqueue reached Redis but not its AOF on disk within the wait (`job_id` says which)."""
+
+    def __init__(self, job_id: str, wait_ms: int) -> None:
+        super().__init__(f"job {job_id} is in Redis but not yet in its append-only file after {wait_ms} ms")
+        self.job_id = job_id
+
+
+class Enqueued(NamedTuple):
+    job: Job
+    created: bool  # False: this job id was enqueued before, for the same request
+    durability: str  # "aof": fsynced to Redis's append-only file; "memory": acknowledged only
+
+
+#: How long a Redis found without WAITAOF or without AOF is taken at its word (seconds).
+AOF_RECHECK_S = 60.0
 
 
 #: The only statuses that end a job. RQ has 11; stopped/canceled are not a recovery.
@@ -327,6 +346,7 @@ class Tracker:
         self._claim = connection.register_script(_CLAIM)
         self._suspects = connection.register_script(_SUSPECTS)
         self.clock = RedisClock(connection)  # every time compared across hosts is Redis's
+        self._aof_unavailable_until = 0.0  # monotonic time until which WAITAOF is not tried
         self._missing: dict[str, float] = {}  # worker -> when (monotonic) its connection was first seen gone
         self._seen: set[str] = set()
         self._announced: set[str] = set()
@@ -361,12 +381,18 @@ class Tracker:
         job_id: str | None = None,
         guard_ttl: int = ENQUEUE_RETRY_GUARD_S,
         digest: str = "",
-    ) -> tuple[Job, bool]:
-        """(the job, whether this call created it). One Lua script runs RQ's own enqueue
+        wait_aof_ms: int = 0,
+    ) -> Enqueued:
+        """(the job, whether this call created it, its durability). One Lua script runs RQ's own enqueue
         commands and the track's, once per job id: a retried call (a reply lost to a timeout,
         a client that sends the same Idempotency-Key again within `guard_ttl` s) finds the
         guard and changes nothing, so a job is never pushed twice nor its track reset.
-        `digest` names the request: the same job id for another digest raises EnqueueConflict."""
+        `digest` names the request: the same job id for another digest raises EnqueueConflict.
+
+        With `wait_aof_ms` > 0 and a Redis that has AOF on and WAITAOF (Redis >= 7.2, Valkey),
+        the call returns only once the write is fsynced to the AOF (durability "aof"), else
+        raises NotDurable; elsewhere the write is in Redis's memory only ("memory"). WAITAOF
+        goes on the enqueue's own connection, as it must."""
         job_id = job_id or str(uuid.uuid4())
         with self.connection.pipeline(transaction=False) as pipe:
             job = self.queue.enqueue_call(
@@ -393,10 +419,28 @@ class Tracker:
         for args in commands:
             argv += [len(args), *args]
         keys = [enqueue_guard_key(job_id), track_key(job_id), active_key(self.queue_name)]
-        outcome = int(self._enqueue_once(keys=keys, args=argv))
+        wait = wait_aof_ms > 0 and time.monotonic() >= self._aof_unavailable_until
+        with self.connection.pipeline(transaction=False) as pipe:
+            self._enqueue_once(keys=keys, args=argv, client=pipe)
+            if wait:
+                pipe.execute_command("WAITAOF", 1, 0, int(wait_aof_ms))
+            replies = pipe.execute(raise_on_error=False)
+        if isinstance(replies[0], Exception):
+            raise replies[0]
+        outcome = int(replies[0])
+        durability = "memory"
+        if wait and isinstance(replies[1], ResponseError):  # no WAITAOF, or AOF off
+            self._aof_unavailable_until = time.monotonic() + AOF_RECHECK_S
+            emit("accepted_in_memory", level=logging.WARNING, why=str(replies[1]), recheck_s=AOF_RECHECK_S)
+        elif wait and isinstance(replies[1], Exception):
+            raise replies[1]
+        elif wait:
+            if int(replies[1][0]) < 1:
+                raise NotDurable(job_id, wait_aof_ms)
+            durability = "aof"
         if outcome < 0:
             raise EnqueueConflict(f"job id {job_id} was enqueued before for another request")
-        return job, outcome == 1
+        return Enqueued(job, outcome == 1, durability)
 
     # -- worker side ----------------------------------------------------------------------
 
@@ -625,9 +669,12 @@ class Tracker:
         interval: float,
         connection_check: bool,
         on_report: Callable[[SweepReport], None] | None = None,
+        epoch: EpochWatch | None = None,
     ) -> None:
         """Sweep every `interval` until `stop`; with `connection_check`, also at once when a
-        worker's connection has been gone for the grace period."""
+        worker's connection has been gone for the grace period. Before each sweep, `epoch`
+        (default: this sweeper's own) checks that Redis still holds the data it knew."""
+        epoch = epoch or EpochWatch(self.connection, by=by)
         tick = min(WATCH_TICK, interval) if connection_check else interval
         next_full = 0.0
         holding = False
@@ -636,6 +683,7 @@ class Tracker:
                 urgent = connection_check and self.watch_connections()
                 if urgent or time.monotonic() >= next_full:
                     next_full = time.monotonic() + interval
+                    epoch.check()
                     report = self.sweep(by=by, connection_check=connection_check)
                     if report.held_s > 0 and not holding:
                         emit("sweep_held", level=logging.WARNING, by=by, why="Redis restarted", held_s=report.held_s)

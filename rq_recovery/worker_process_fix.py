@@ -60,6 +60,7 @@ from rq.worker import HerokuWorker, RandomWorker, RoundRobinWorker, Worker
 from . import __version__, metrics
 from .allowlist import JobNotAllowed, allowed_by, parse_allowlist
 from .config import Settings
+from .epoch import EpochWatch
 from .events import emit
 from .fencing import Fence, Superseded, fenced_client
 from .keys import connection_name, stats_key, track_key, worker_key
@@ -253,6 +254,8 @@ class RecoveryMixin:
             return
         self._check_client_name()
         self._register()
+        with contextlib.suppress(Exception):  # Redis away: the sweeper's first check will do
+            self._epoch_watch().check()  # before any horse forks: each knows the data it ran on
         self._lifeline_ok_at = time.monotonic()
         stop = self._threads_stop = threading.Event()
         for target, name in ((self._lifeline, "lifeline"), (self._sweeper, "sweeper")):
@@ -448,8 +451,35 @@ class RecoveryMixin:
         finally:
             self.connection = original
             if fence.superseded:
-                self.tracker.count_late(job.id, worker=self.name, queue=attempt.queue)
-                emit("late_completion_rejected", job_id=job.id, attempt=attempt.number, worker=self.name)
+                self._refused(job, attempt)
+
+    def _refused(self, job: Job, attempt: _Attempt) -> None:
+        """This attempt's outcome was refused: superseded (a late completion), or lost with the
+        data of a Redis that came back empty (nothing left to write it to; not a late one)."""
+        try:
+            lost = self._epoch_watch().lost()
+        except Exception:  # noqa: BLE001 - Redis away: count it as the fence saw it
+            lost = False
+        if lost:
+            emit(
+                "outcome_lost",
+                level=logging.ERROR,
+                job_id=job.id,
+                attempt=attempt.number,
+                worker=self.name,
+                why="Redis lost its data while the job ran",
+            )
+            return
+        self.tracker.count_late(job.id, worker=self.name, queue=attempt.queue)
+        emit("late_completion_rejected", job_id=job.id, attempt=attempt.number, worker=self.name)
+
+    def _epoch_watch(self) -> EpochWatch:
+        """The worker's memory of its Redis's dataset: the sweeper thread checks it, the horse
+        (a fork, so it inherits what the parent saw) reads it when its outcome is refused."""
+        watch = getattr(self, "_epoch", None)
+        if watch is None:
+            watch = self._epoch = EpochWatch(self._client("fix"), by=self.name)
+        return watch
 
     def perform_job(self, job: Job, queue: Queue, execution: Any) -> bool:
         """In the horse: a job naming a function this worker may not run fails, unrun."""
@@ -700,6 +730,7 @@ class RecoveryMixin:
             interval=self.settings.sweep_interval,
             connection_check=self.settings.connection_check,
             on_report=note,
+            epoch=self._epoch_watch(),
         )
 
     def worker_info(self) -> dict[str, str]:

@@ -35,7 +35,7 @@ from rq.serializers import JSONSerializer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rq_recovery import metrics
-from rq_recovery.tracking import ENQUEUE_RETRY_GUARD_S, EnqueueConflict, Tracker
+from rq_recovery.tracking import ENQUEUE_RETRY_GUARD_S, EnqueueConflict, NotDurable, Tracker
 
 from . import __version__
 from .config import Settings, settings_for
@@ -212,7 +212,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
         digest = hashlib.sha256(json.dumps(kwargs, sort_keys=True).encode()).hexdigest()
         try:
-            job, created = tracker.enqueue_once(
+            job, created, durability = tracker.enqueue_once(
                 JOB_FUNC,
                 kwargs=kwargs,
                 job_timeout=settings.job_timeout,
@@ -220,11 +220,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 job_id=job_id,
                 guard_ttl=settings.idempotency_ttl if job_id else ENQUEUE_RETRY_GUARD_S,
                 digest=digest,
+                wait_aof_ms=settings.wait_aof_ms,
             )
         except EnqueueConflict:
             raise HTTPException(
                 422, f"Idempotency-Key was used for another request in the last {settings.idempotency_ttl} s"
             ) from None
+        except NotDurable as exc:
+            retry = "send it again with the same Idempotency-Key" if job_id else "poll it, or send it again"
+            return _error(503, f"{exc}: not accepted; {retry}", job_id=exc.job_id)  # type: ignore[return-value]
+        response.headers["Accepted-Durability"] = durability
         url = str(request.url_for("job_status", job_id=job.id))
         if not created:  # a retried request: its job, as it is now
             response.headers["Idempotent-Replayed"] = "true"

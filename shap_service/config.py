@@ -34,6 +34,10 @@ DEFAULTS: dict[str, tuple[object, str]] = {
     "RESULT_TTL": (86400, "seconds a finished job's result is kept"),
     "FAILURE_TTL": (7 * 86400, "seconds a failed job is kept"),
     "IDEMPOTENCY_TTL": (86400, "seconds a request's `Idempotency-Key` keeps naming its job (a retry gets that job)"),
+    "WAIT_AOF_MS": (
+        1000,
+        "ms a 202 waits for the job to reach the AOF on disk (WAITAOF: Redis >= 7.2, Valkey; AOF on); 0: never",
+    ),
     "API_SWEEPER": (True, "the API sweeps too, so jobs move on when no worker survives"),
     "MODEL_CACHE_DIR": ("", "trained model cache; unset: `~/.cache/shap-service`"),
     "CHAOS_HOOKS": (False, "test-only job hooks (sleep, hang, allocate); the harness sets it, production never"),
@@ -58,6 +62,7 @@ class Settings(RecoverySettings):
     result_ttl: int = _d("RESULT_TTL")
     failure_ttl: int = _d("FAILURE_TTL")
     idempotency_ttl: int = _d("IDEMPOTENCY_TTL")
+    wait_aof_ms: int = _d("WAIT_AOF_MS")
     api_sweeper: bool = _d("API_SWEEPER")
     model_cache_dir: str = _d("MODEL_CACHE_DIR")
     chaos_hooks: bool = _d("CHAOS_HOOKS")

@@ -52,6 +52,7 @@ class StackConfig:
     worker_cmd: tuple[str, ...] = (sys.executable, "-m", "shap_service.worker")
     env: dict[str, str] = field(default_factory=dict)  # extra settings for API and workers
     redis_aof: bool = False
+    redis_server: str = ""  # local: the server binary (default: find_redis_server())
     redis_password: str = ""
     redis_tls: bool = False  # Redis speaks only TLS (rediss://, a CA made for the run)
     chaos_hooks: bool = True

@@ -136,7 +136,7 @@ class Stack(ServiceClient):
 
     def _start_redis(self) -> None:
         argv = [
-            find_redis_server(),
+            self.config.redis_server or find_redis_server(),
             "--port",
             str(self.redis_port),
             "--bind",
