@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from redis import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from rq import Queue
 from rq.callbacks import execute_failure_callback
 from rq.exceptions import AbandonedJobError, NoSuchJobError
@@ -420,11 +420,7 @@ class Tracker:
             argv += [len(args), *args]
         keys = [enqueue_guard_key(job_id), track_key(job_id), active_key(self.queue_name)]
         wait = wait_aof_ms > 0 and time.monotonic() >= self._aof_unavailable_until
-        with self.connection.pipeline(transaction=False) as pipe:
-            self._enqueue_once(keys=keys, args=argv, client=pipe)
-            if wait:
-                pipe.execute_command("WAITAOF", 1, 0, int(wait_aof_ms))
-            replies = pipe.execute(raise_on_error=False)
+        replies = self._enqueue_and_wait(keys, argv, int(wait_aof_ms)) if wait else [self._enqueue_once(keys, argv)]
         if isinstance(replies[0], Exception):
             raise replies[0]
         outcome = int(replies[0])
@@ -441,6 +437,19 @@ class Tracker:
         if outcome < 0:
             raise EnqueueConflict(f"job id {job_id} was enqueued before for another request")
         return Enqueued(job, outcome == 1, durability)
+
+    def _enqueue_and_wait(self, keys: list[str], argv: list[Any], wait_ms: int) -> list[Any]:
+        """The enqueue script, then WAITAOF, on one connection in one round trip (a redis-py
+        pipeline holding a Script would first ask SCRIPT EXISTS: one more round trip)."""
+        for _ in range(2):
+            with self.connection.pipeline(transaction=False) as pipe:
+                pipe.evalsha(self._enqueue_once.sha, len(keys), *keys, *argv)
+                pipe.execute_command("WAITAOF", 1, 0, wait_ms)
+                replies = list(pipe.execute(raise_on_error=False))
+            if not isinstance(replies[0], NoScriptError):
+                return replies
+            self.connection.script_load(_ENQUEUE_ONCE)  # a Redis that restarted: it ran nothing
+        return replies
 
     # -- worker side ----------------------------------------------------------------------
 
