@@ -82,6 +82,8 @@ __all__ = [
     "FINAL",
     "TERMINAL",
     "EnqueueConflict",
+    "Enqueued",
+    "NotDurable",
     "SweepReport",
     "Tracker",
     "connection_name",
