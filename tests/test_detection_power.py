@@ -31,6 +31,7 @@ CASES = [
     ("torn-result", "kill-worker", "result_correct"),
     ("eager-cleanup", "kill-worker", "no_lost"),
     ("swapped-rows", "kill-worker", "result_correct"),  # adds up, but not for the rows sent
+    ("blind-to-loss", "redis-restart-empty", "data_loss_reported"),  # the loss goes unreported
 ]
 #: Broken APIs: (what --break takes, scenario, the checker that must fail).
 API_CASES = [

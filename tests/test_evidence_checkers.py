@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from harness.checkers import Availability, FinalRead, Reconciliation
-from harness.checkers.evidence import fault_windows, lost_answers
+from harness.checkers.evidence import DATA_LOSS_NOTE, DataLossReported, fault_windows, lost_answers
 from harness.workload.history import (
     ACCEPTED,
     FAULT_HEALED,
@@ -129,3 +129,26 @@ def test_availability_splits_attempts_by_fault_window():
     assert v.status == "fail" and set(v.details["below_bound"]) == {"outside"}
     assert Availability(outside=0.6, during=0.5).check(h).status == "pass"
     assert Availability(outside=0.6, during=0.6).check(h).status == "fail"
+
+
+def _lossy(*, count: int | None = 1, held: bool = False, after_ends: bool = True) -> History:
+    """a accepted before Redis came back empty, b after; the runner's loss report (count)."""
+    h, clock = _history()
+    _at(h, clock, 0.5, ACCEPTED, "a", request_id=1)
+    _at(h, clock, 1.0, FAULT_INJECTED, fault="redis-restart-empty", target="redis")
+    _at(h, clock, 2.0, FAULT_HEALED, fault="redis-restart-empty", target="redis")
+    _at(h, clock, 3.0, ACCEPTED, "b", request_id=2)
+    _at(h, clock, 9.0, STATUS, "a", status="finished" if held else "missing")
+    _at(h, clock, 9.1, STATUS, "b", status="finished" if after_ends else "queued")
+    if count is not None:
+        _at(h, clock, 9.5, NOTE, text=DATA_LOSS_NOTE, redis_data_loss={"count": count} if count else None)
+    return h
+
+
+def test_data_loss_reported_wants_the_loss_the_report_and_the_service_going_on():
+    assert DataLossReported().check(History()).status == "pass"  # no such fault: nothing to judge
+    assert DataLossReported().check(_lossy()).status == "pass"
+    assert DataLossReported().check(_lossy(count=0)).status == "fail"  # nobody said a word
+    assert DataLossReported().check(_lossy(held=True)).status == "fail"  # the fault did not empty Redis
+    assert DataLossReported().check(_lossy(after_ends=False)).status == "fail"  # the service stopped
+    assert DataLossReported().check(_lossy(count=None)).status == "unknown"  # the report was never read

@@ -12,6 +12,9 @@ history cannot explain, and submissions were accepted (Jepsen's final read and a
   them, each against the scenario's bound. An attempt is "during" when its request's time on the
   wire overlaps a fault's window (injected to healed, or `AVAILABILITY_WINDOW_S` for a fault that
   heals only in the final phase).
+* `DataLossReported`: after a fault that empties Redis (redis-restart-empty), the jobs accepted
+  before it are gone (read as missing), the jobs accepted after it ended, and the service said
+  so: the runner reads the recovery layer's record of the loss through `diagnose-worker`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.checkers.verdict import Verdict
-from harness.defaults import AVAILABILITY_WINDOW_S, TERMINAL_STATUSES
+from harness.defaults import AVAILABILITY_WINDOW_S, MISSING, TERMINAL_STATUSES
 from harness.workload.history import (
     ACCEPTED,
     FAULT_HEALED,
@@ -29,12 +32,24 @@ from harness.workload.history import (
     REJECTED,
     STATUS,
     SUBMITTED,
+    TERMINAL,
     History,
 )
 
-__all__ = ["Availability", "FinalRead", "Reconciliation", "fault_windows", "lost_answers"]
+__all__ = [
+    "DATA_LOSS_NOTE",
+    "Availability",
+    "DataLossReported",
+    "FinalRead",
+    "Reconciliation",
+    "fault_windows",
+    "lost_answers",
+]
 
 FINAL_PHASE = "final phase"
+DATA_LOSS_NOTE = "data loss report (diagnose-worker)"
+#: Faults after which Redis holds nothing it held before.
+DATA_LOSS_FAULTS = frozenset({"redis-restart-empty"})
 
 
 def _final_phase_t(history: History) -> float | None:
@@ -168,3 +183,45 @@ class Availability:
             "windows": [{"start": round(s, 3), "end": round(e, 3), "fault": f} for s, e, f in windows],
         }
         return Verdict(self.name, not low, details)
+
+
+class DataLossReported:
+    """After a fault that emptied Redis: what it held is gone, what came after ran, and the loss
+    was reported. No such fault in the run: nothing to judge (passes)."""
+
+    name = "data_loss_reported"
+
+    def check(self, history: History) -> Verdict:
+        losses = [e.t for e in history.events if e.kind == FAULT_INJECTED and e.data.get("fault") in DATA_LOSS_FAULTS]
+        if not losses:
+            return Verdict(self.name, True, {"data_loss_faults": 0})
+        first, last = losses[0], losses[-1]
+        healed = [e.t for e in history.events if e.kind == FAULT_HEALED and e.data.get("fault") in DATA_LOSS_FAULTS]
+        back = max(healed) if healed else last
+        accepted_at: dict[str, float] = {}
+        last_seen: dict[str, str] = {}
+        for e in history.events:
+            if e.kind == ACCEPTED and e.job_id is not None:
+                accepted_at.setdefault(e.job_id, e.t)
+            elif e.kind in (STATUS, TERMINAL) and e.job_id is not None:
+                last_seen[e.job_id] = str(e.data.get("status"))
+        before = [j for j, t in accepted_at.items() if t < first]
+        after = [j for j, t in accepted_at.items() if t > back]
+        kept = [j for j in before if last_seen.get(j) != MISSING]  # the loss did not happen?
+        unended = [j for j in after if last_seen.get(j) not in TERMINAL_STATUSES]
+        notes = [e for e in history.events if e.kind == NOTE and e.data.get("text") == DATA_LOSS_NOTE]
+        report = notes[-1].data.get("redis_data_loss") if notes else None
+        count = int(report.get("count", 0)) if isinstance(report, dict) else 0
+        details = {
+            "data_loss_faults": len(losses),
+            "accepted_before": len(before),
+            "lost_as_expected": len(before) - len(kept),
+            "still_held": kept,
+            "accepted_after": len(after),
+            "not_ended_after": unended,
+            "reported_losses": count,
+            "report": report,
+        }
+        if not notes:
+            return Verdict(self.name, None, {**details, "why": "the loss report was never read"})
+        return Verdict(self.name, not kept and not unended and count >= len(losses), details)

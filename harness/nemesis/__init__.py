@@ -11,7 +11,7 @@ go to the real process tree (psutil), on the docker backend to containers (`dock
     base      the Fault protocol, FaultContext, finding a busy worker (running_jobs)
     process   kill-worker, kill-horse, pause-worker, term-worker, api-crash
     network   redis-partition (through proxy.TcpProxy on the local backend)
-    redis     redis-restart
+    redis     redis-restart, redis-restart-empty
     memory    oom (RSS watchdog locally, the kernel's OOM killer in docker)
     job       hang-job (the job itself blocks)
 """
@@ -24,7 +24,7 @@ from harness.nemesis.memory import OOM, OOM_DOCKER_MODE, OOM_LOCAL_MODE, tree_me
 from harness.nemesis.network import RedisPartition
 from harness.nemesis.process import ApiCrash, KillHorse, KillWorker, PauseWorker, TermWorker
 from harness.nemesis.proxy import ProxyStats, TcpProxy
-from harness.nemesis.redis import RedisRestart
+from harness.nemesis.redis import RedisRestart, RedisRestartEmpty
 
 __all__ = [
     "OOM",
@@ -42,6 +42,7 @@ __all__ = [
     "ProxyStats",
     "RedisPartition",
     "RedisRestart",
+    "RedisRestartEmpty",
     "Running",
     "TcpProxy",
     "TermWorker",

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from harness.nemesis.base import FaultContext, FaultError, Outage
 
-__all__ = ["RedisRestart"]
+__all__ = ["RedisRestart", "RedisRestartEmpty"]
 
 
 @dataclass
@@ -23,6 +23,7 @@ class RedisRestart(Outage):
     for_s: float | None = 1.0  # how long Redis stays down
     name: ClassVar[str] = "redis-restart"
     stack_options: ClassVar[dict[str, Any]] = {"redis_aof": True}
+    loses_data: ClassVar[bool] = False
 
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
         if not ctx.stack.config.redis_aof:
@@ -31,3 +32,20 @@ class RedisRestart(Outage):
 
     def heal(self, ctx: FaultContext) -> None:
         self._bring_back(lambda: ctx.stack.start_redis())
+
+
+@dataclass
+class RedisRestartEmpty(RedisRestart):
+    """The same restart without persistence (StackConfig(redis_aof=False)): Redis comes back
+    empty, as after a failover to an empty replica. Every job it held is lost; what is expected
+    is that the loss is noticed and reported (`DataLossReported`), and that jobs accepted after
+    it run as usual."""
+
+    name: ClassVar[str] = "redis-restart-empty"
+    stack_options: ClassVar[dict[str, Any]] = {"redis_aof": False}
+    loses_data: ClassVar[bool] = True
+
+    def inject(self, ctx: FaultContext) -> dict[str, Any]:
+        if ctx.stack.config.redis_aof:
+            raise FaultError("redis-restart-empty needs StackConfig(redis_aof=False): with AOF nothing is lost")
+        return self._take_down(ctx, "redis", lambda: ctx.stack.kill_redis(), all_running=True)

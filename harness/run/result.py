@@ -19,6 +19,7 @@ from harness.checkers import (
     default_checkers,
     run_checker,
 )
+from harness.checkers.evidence import DataLossReported
 from harness.defaults import AVAILABILITY_DURING, AVAILABILITY_OUTSIDE
 from harness.workload.history import FAULT_INJECTED, NOTE, History
 
@@ -144,7 +145,7 @@ def judge(
     wanted = set(checkers)
     standard = default_checkers(
         bound_s=bound_s, result_check=result_check, result_path=result_path, availability=availability
-    )
+    ) + [DataLossReported()]  # only scenarios with a data-loss fault name it
     suite = [c for c in standard if c.name in wanted]
     suite += [FaultsInjected(expected_faults), WorkloadRan()]
     overall, verdicts = compose(suite, history)

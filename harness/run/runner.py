@@ -27,6 +27,7 @@ from harness.backends.base import Backend, make_stack
 from harness.backends.config import StackConfig, new_run_id
 from harness.backends.local.stack import Stack
 from harness.checkers import AllTerminal
+from harness.checkers.evidence import DATA_LOSS_NOTE
 from harness.checkers.witness import zombie_pids
 from harness.defaults import (
     CLIENT_GRACE_S,
@@ -111,6 +112,31 @@ def _redis_version(stack: Backend) -> str | None:
         return None
 
 
+def _diagnose(stack: Backend) -> dict[str, Any]:
+    """`diagnose-worker --json` (read-only) of the Redis under test; never raises."""
+    try:
+        argv = [sys.executable, "-m", "rq_recovery.diagnose_worker", "--redis-url", stack.redis_url]
+        argv += ["--queue", stack.config.queue, "--json"]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=DIAGNOSE_TIMEOUT_S)
+        try:
+            report: Any = json.loads(out.stdout)
+        except ValueError:
+            report = {"stdout": out.stdout[-4000:]}
+        return {"exit_code": out.returncode, "report": report, "stderr": out.stderr[-2000:]}
+    except Exception as exc:  # noqa: BLE001 - a missing diagnosis must not break the run
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _record_data_loss_report(stack: Backend, history: History) -> None:
+    """After a fault that empties Redis: what the service says about it (`diagnose-worker`
+    reads the recovery layer's record of the loss), for `DataLossReported` to judge."""
+    data = _diagnose(stack)
+    report = data.get("report")
+    if not isinstance(report, dict):
+        report = {}
+    history.record(NOTE, text=DATA_LOSS_NOTE, redis_data_loss=report.get("redis_data_loss"), error=data.get("error"))
+
+
 def _capture_diagnosis(stack: Backend, history: History, path: Path) -> None:
     """At the deadline, when jobs are not finished/failed: `diagnose-worker --json` (read-only)
     into `path`. The report shows it beside the stuck jobs' event trails; the service is seen
@@ -120,17 +146,7 @@ def _capture_diagnosis(stack: Backend, history: History, path: Path) -> None:
             return
     except Exception:  # noqa: BLE001
         return
-    try:
-        argv = [sys.executable, "-m", "rq_recovery.diagnose_worker", "--redis-url", stack.redis_url]
-        argv += ["--queue", stack.config.queue, "--json"]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=DIAGNOSE_TIMEOUT_S)
-        try:
-            report: Any = json.loads(out.stdout)
-        except ValueError:
-            report = {"stdout": out.stdout[-4000:]}
-        data = {"exit_code": out.returncode, "report": report, "stderr": out.stderr[-2000:]}
-    except Exception as exc:  # noqa: BLE001 - a missing diagnosis must not break the run
-        data = {"error": f"{type(exc).__name__}: {exc}"}
+    data = _diagnose(stack)
     data["t"] = history.record(NOTE, text="diagnose-worker --json captured: jobs not ended at the deadline").t
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -261,6 +277,8 @@ def _run_in(
     _await_zombies(stack, history)
     time.sleep(scenario.settle_s)
     run.final_pass()
+    if any(getattr(f, "loses_data", False) for _, f in schedule):
+        _record_data_loss_report(stack, history)
     record_reconcile(stack, history)
     _record_witness(stack, history)
     _note_memory(stack, history, memory_at_start)

@@ -17,6 +17,7 @@ one of them has a blind spot; tests/test_detection_power.py checks that each goe
 | torn-result | one SHAP value of every result is off by one | results that do not add up |
 | eager-cleanup | a job's hash is deleted a second after it ended | jobs the service no longer knows |
 | swapped-rows | a job explains its rows in reverse order | results that add up but answer another request |
+| blind-to-loss | a Redis that came back empty goes unnoticed | jobs gone without a word (redis-restart-empty) |
 """
 
 from __future__ import annotations
@@ -135,6 +136,13 @@ class _Unfenced:
         yield None  # "the worker finished it, so its result is good"
 
 
+class _BlindToLoss:
+    def _epoch_watch(self):  # type: ignore[no-untyped-def]
+        watch = super()._epoch_watch()  # type: ignore[misc]
+        watch.check = lambda: False  # "Redis answers again: carry on"
+        return watch
+
+
 #: name -> (the tracker it runs, mixins before the worker class)
 _BREAKS: dict[str, tuple[type[Tracker], tuple[type, ...]]] = {
     "eager-sweeper": (_EagerTracker, ()),
@@ -146,6 +154,7 @@ _BREAKS: dict[str, tuple[type[Tracker], tuple[type, ...]]] = {
     "torn-result": (Tracker, (_TornResult,)),
     "eager-cleanup": (Tracker, (_EagerCleanup,)),
     "swapped-rows": (Tracker, (_SwappedRows,)),
+    "blind-to-loss": (Tracker, (_BlindToLoss,)),
 }
 
 #: Not a worker class: the original deployment's mistake; its worker is stock RQ.
