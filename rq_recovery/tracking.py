@@ -511,7 +511,7 @@ class Tracker:
         try:
             job = self.fetch(job_id)
         except NoSuchJobError:
-            self._forget(job_id)
+            self._forget(job_id, vanished=True)
             return "vanished"
         if refund and attempt > 0:
             attempt -= 1
@@ -633,13 +633,17 @@ class Tracker:
         release_slot(job)
         return "retried" if retry else "failed"
 
-    def _forget(self, job_id: str, origin: str | None = None) -> None:
+    def _forget(self, job_id: str, origin: str | None = None, *, vanished: bool = False) -> None:
+        """Drop the job from the fix's sets; `vanished` (RQ's job hash is gone: result_ttl=0,
+        a delete, its TTL) also its track, which would otherwise stay `recovering` for ever."""
         with self.connection.pipeline() as pipe:
             pipe.zrem(running_key(), job_id)
             for queue in {origin or self.queue_name, self.queue_name}:
                 pipe.zrem(active_key(queue), job_id)
                 pipe.hdel(limbo_key(queue), job_id)
             pipe.delete(live_key(job_id), fence_key(job_id))
+            if vanished:
+                pipe.delete(track_key(job_id))
             pipe.execute()
 
     # -- reading --------------------------------------------------------------------------
@@ -954,7 +958,7 @@ class Tracker:
             job = self.fetch(job_id, track)
             status = getattr(job.get_status(refresh=True), "value", None)
         except NoSuchJobError:
-            self._forget(job_id, track.get("queue"))
+            self._forget(job_id, track.get("queue"), vanished=True)
             return
         abandoned = status == JobStatus.STARTED.value or (status == JobStatus.QUEUED.value and not self._on_queue(job))
         if not abandoned:
@@ -1035,7 +1039,7 @@ class Tracker:
             try:
                 job = self.fetch(job_id)
             except NoSuchJobError:
-                self._forget(job_id, queue)
+                self._forget(job_id, queue, vanished=True)
                 continue
             if getattr(job.get_status(refresh=False), "value", None) in FINAL:
                 self.connection.hset(track_key(job_id), "state", job.get_status(refresh=False).value)

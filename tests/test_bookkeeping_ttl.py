@@ -50,3 +50,27 @@ def test_the_bookkeeping_of_every_job_ends_with_its_ttl(redis_only, monkeypatch)
     assert conn.zcard(running_key()) == 0 and conn.zcard(active_key("ttl-q")) == 0
     assert not any(conn.exists(f"rq:job:{j}") for j in ids)  # RQ's own TTLs, for comparison
     conn.close()
+
+
+def test_a_job_that_vanished_under_its_recovery_leaves_no_track(redis_only):
+    """A job gone from Redis (result_ttl=0 and a worker that died as it finished, an operator's
+    delete) while a sweeper recovers it: its track must not stay `recovering` for ever."""
+    conn = Redis.from_url(redis_only.redis_url)
+    conn.flushdb()
+    tracker = Tracker(conn, "gone-q", liveness_ttl=1, max_attempts=2)
+    job = tracker.enqueue(VALUE, kwargs={"seed": "g", "rounds": 1}, job_timeout=30, result_ttl=0, guard_ttl=2)
+    conn.lpop("rq:queue:gone-q")
+    assert tracker.start(job.id, token="t1", worker="w-dead", pid=1) == 1
+    conn.delete(f"rq:job:{job.id}")  # RQ dropped it (result_ttl=0) just before its worker died
+    conn.delete(f"{PREFIX}live:{job.id}")  # and the lease ran out
+    track = f"{PREFIX}track:{job.id}"
+
+    def swept() -> bool:  # (a Redis up for less than a lease holds its judgement that long)
+        report = tracker.sweep(by="test", connection_check=False)
+        assert report.requeued == 0 and report.failed == 0, report
+        return conn.hget(track, "state") != b"running"
+
+    assert eventually(swept, timeout=5), conn.hgetall(track)
+    assert not conn.exists(track) or conn.ttl(track) > 0, conn.hgetall(track)
+    assert conn.zcard(running_key()) == 0 and conn.zcard(active_key("gone-q")) == 0
+    conn.close()
