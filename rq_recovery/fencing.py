@@ -48,10 +48,13 @@ class Fence:
     superseded: bool = False
 
     def check(self, pipe: Pipeline) -> None:
-        """In WATCH mode: is the token still current? Raises Superseded if not."""
+        """In WATCH mode: is the token still current? Raises Superseded if not.
+
+        The fence key alone says it, in one round trip: only this attempt's start wrote this
+        token there, and whatever ends or takes over the attempt (its end, a claim, a newer
+        start) deletes or replaces the key."""
         token = pipe.get(fence_key(self.job.id))
-        state = pipe.hget(track_key(self.job.id), "state")
-        if token is None or _text(token) != self.token or _text(state or "") != "running":
+        if token is None or _text(token) != self.token:
             self.superseded = True
             raise Superseded(f"job {self.job.id}: attempt {self.token[:8]} was superseded; its outcome is refused")
 

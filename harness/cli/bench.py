@@ -28,6 +28,7 @@ from harness.cli.benchmarks import (
     bench_dropin,
     bench_memory,
     bench_overhead,
+    bench_overhead_both,
     bench_recovery,
     bench_scale,
     bench_service,
@@ -85,14 +86,9 @@ def run_all(*, quick: bool) -> dict[str, Any]:
         "kill-horse": bench_recovery(fault="kill-horse", trials=3 if q else 20, job_s=2 if q else 5),
         "pause-worker": bench_recovery(fault="pause-worker", trials=1 if q else 20, job_s=2 if q else 5),
     }
-    on = bench_overhead(jobs=60 if q else 2000, workers=4, fix="bundled")
-    off = bench_overhead(jobs=60 if q else 2000, workers=4, fix="none")
-    out["overhead"] = {
-        "on": on,
-        "off": off,
-        "throughput_ratio": round(on["jobs_per_s"] / off["jobs_per_s"], 3),
-        "fix_commands_per_job": round(on["redis_commands_per_job"] - off["redis_commands_per_job"], 1),
-    }
+    out["overhead"] = bench_overhead_both(
+        jobs=60 if q else 2000, workers=4, round_trip_jobs=30 if q else 200, rounds=1 if q else 2
+    )
     out["stack"] = bench_stack(trials=2 if q else 10)
     out["stack_docker"] = bench_stack(trials=1 if q else 5, backend="docker")
     out["suite"] = bench_suite(scenarios=("kill-worker",) if q else ())
@@ -176,6 +172,11 @@ def print_table(res: dict[str, Any]) -> None:
             f"ratio {o['throughput_ratio']} (>= 0.97)",
         ),
         ("Redis commands per job: fix", f"{o['fix_commands_per_job']}", f"on {o['on']['redis_commands_per_job']}"),
+        (
+            "Redis round trips per job: fix",
+            f"{o.get('fix_round_trips_per_job', '-')}",
+            f"on {o['on'].get('round_trips_per_job', '-')}, off {o['off'].get('round_trips_per_job', '-')}",
+        ),
         ("local stack ready p50 s", f"{res['stack']['ready_s']['p50']}", "<= 3 s"),
         (
             "docker stack ready p50 s (warm images)",
@@ -239,7 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     ov = sub.add_parser("overhead", help="jobs/s with the recovery layer on or off")
     ov.add_argument("--jobs", type=int, default=2000)
     ov.add_argument("--workers", type=int, default=4)
-    ov.add_argument("--fix", default="bundled", choices=["bundled", "none"])
+    ov.add_argument(
+        "--fix", default="both", choices=["both", "bundled", "none"], help="both: on, then off, and the ratio"
+    )
+    ov.add_argument("--round-trip-jobs", type=int, default=200, help="jobs of the proxied run that counts round trips")
+    ov.add_argument("--rounds", type=int, default=2, help="with --fix both: on/off pairs, in ABBA order")
     st = sub.add_parser("stack", help="stack ready time (local, or docker with warm images)")
     st.add_argument("--trials", type=int, default=10)
     st.add_argument("--backend", default="local", choices=BACKENDS)
@@ -274,7 +279,14 @@ def main(argv: list[str] | None = None) -> int:
             fault=args.fault, fix=args.fix, trials=args.trials, parallel=args.parallel, cap=args.cap, job_s=args.job_s
         )
     elif args.what == "overhead":
-        result = bench_overhead(jobs=args.jobs, workers=args.workers, fix=args.fix)
+        if args.fix == "both":
+            result = bench_overhead_both(
+                jobs=args.jobs, workers=args.workers, round_trip_jobs=args.round_trip_jobs, rounds=args.rounds
+            )
+        else:
+            result = bench_overhead(
+                jobs=args.jobs, workers=args.workers, fix=args.fix, round_trip_jobs=args.round_trip_jobs
+            )
     elif args.what == "stack":
         result = bench_stack(trials=args.trials, backend=args.backend)
     elif args.what == "suite":

@@ -32,6 +32,7 @@ class ProxyStats:
     cuts: int = 0  # times cut() tore connections down
     severed: int = 0  # connections torn down by cut()
     held: int = 0  # replies hold_next_reply() delayed
+    requests: int = 0  # client -> Redis sends (about one per round trip: a pipeline is one send)
 
 
 def _hard_close(sock: socket.socket) -> None:
@@ -206,6 +207,7 @@ class TcpProxy:
                 if not data:
                     break
                 with self._lock:
+                    self.stats.requests += upstream
                     if upstream and self._armed is not None and self._armed[0] in data:
                         self._holds[pair] = self._armed[1]  # the reply to this request waits
                         self._armed = None
