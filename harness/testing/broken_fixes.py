@@ -61,7 +61,7 @@ class _RacyTracker(Tracker):
             return -1
         if mode in ("limbo", "stale") and track.get("state") not in ("queued", "recovering"):
             return -1
-        time.sleep(0.3)
+        time.sleep(1.0)  # long enough that every sweeper that saw the death is thinking too
         self.connection.hset(
             track_key(job_id),
             mapping={"state": "recovering", "token": "", "recovering_by": by, "recovering_at": self.clock.now()},
