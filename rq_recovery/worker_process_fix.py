@@ -187,7 +187,10 @@ class RecoveryMixin:
         tracker = self._trackers.get(pid)
         if tracker is None:
             conn = self._client("fix") if not self.is_horse else self.connection
+            parent = next(iter(self._trackers.values()), None) if self.is_horse else None
             tracker = self._new_tracker(conn)
+            if parent is not None:
+                tracker.clock = parent.clock  # forked already read: the horse sends no TIME
             self._trackers[pid] = tracker
         return tracker
 
@@ -299,6 +302,9 @@ class RecoveryMixin:
         self._await_lifeline()
         token = uuid.uuid4().hex
         number = self._start(job, token)
+        if number > 0:
+            with contextlib.suppress(Exception):  # the horse inherits a fresh clock: no TIME of its own
+                self.tracker.clock.now()
         if number < 0:
             why = {-2: "another attempt holds its lease"}.get(number, "Redis unreachable")
             emit("job_skipped", job_id=job.id, worker=self.name, why=why)
