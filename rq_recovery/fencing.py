@@ -131,6 +131,9 @@ class FencedPipeline(Pipeline):
 def fenced_client(connection: Redis, fence: Fence) -> Redis:
     """`connection`, whose transactional pipelines are fenced; everything else is unchanged."""
     client = copy.copy(connection)
+    # The copy shares the pool: when it is collected, it must not close it (a copy of a client
+    # that made its own pool would: every fenced write then cost the process a reconnect).
+    client.auto_close_connection_pool = False
 
     def pipeline(transaction: bool = True, shard_hint: Any = None) -> Pipeline:
         pipe = FencedPipeline(connection.connection_pool, connection.response_callbacks, transaction, shard_hint)

@@ -67,3 +67,28 @@ def test_rqs_retry_loop_then_meets_the_fence_and_gives_up(raw_redis, started):
     with pytest.raises(Superseded), fenced_client(raw_redis, fence).pipeline() as pipe:
         pipe.watch(job.dependents_key)
     assert fence.superseded
+
+
+def test_a_fenced_client_that_goes_away_leaves_the_workers_connections_open(raw_redis, started):
+    """The fenced copy shares the worker's pool; collecting it must not close that pool (it did:
+    every fenced write cost the horse a reconnect to Redis)."""
+    import gc
+
+    _tracker, job = started
+    client = Redis.from_url(f"redis://127.0.0.1:{raw_redis.connection_pool.connection_kwargs['port']}")
+    client.ping()
+
+    def connections() -> int:
+        return int(raw_redis.info("stats")["total_connections_received"])
+
+    before = connections()
+    for _ in range(3):
+        fenced = fenced_client(client, Fence(job, "t1", default_result_ttl=60, ends=False))
+        with fenced.pipeline() as pipe:
+            pipe.get("x")
+            pipe.execute()
+        del fenced
+        gc.collect()
+        client.ping()
+    assert connections() == before  # one connection all along, never reopened
+    client.close()
