@@ -27,8 +27,6 @@ from harness.backends.base import BACKENDS
 from harness.cli.benchmarks import (
     bench_dropin,
     bench_memory,
-    bench_overhead,
-    bench_overhead_both,
     bench_recovery,
     bench_scale,
     bench_service,
@@ -37,6 +35,7 @@ from harness.cli.benchmarks import (
     bench_suite,
     bench_sweep,
 )
+from harness.cli.overhead import bench_overhead, bench_overhead_both
 
 __all__ = ["main", "print_table", "run_all"]
 
