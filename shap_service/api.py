@@ -227,7 +227,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 422, f"Idempotency-Key was used for another request in the last {settings.idempotency_ttl} s"
             ) from None
         except NotDurable as exc:
-            retry = "send it again with the same Idempotency-Key" if job_id else "poll it, or send it again"
+            retry = (
+                "send it again with the same Idempotency-Key"
+                if job_id
+                else f"it may still run: read /jobs/{exc.job_id} before sending it again (an Idempotency-Key is safe)"
+            )
             return _error(503, f"{exc}: not accepted; {retry}", job_id=exc.job_id)  # type: ignore[return-value]
         response.headers["Accepted-Durability"] = durability
         url = str(request.url_for("job_status", job_id=job.id))
