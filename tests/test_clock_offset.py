@@ -27,6 +27,7 @@ import pytest
 from harness.backends.local.stack import Stack
 from harness.targets.target import load_target
 from harness.wait import eventually
+from rq_recovery.keys import PREFIX
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +69,16 @@ def wait_started(
     return view
 
 
+def beaten_again(stack: Stack, job_ids: tuple[str, ...], *, timeout: float = 15) -> None:
+    """Wait until each job's worker has renewed its lease once more (its track's heartbeat_at moved)."""
+
+    def beat(job_id: str) -> float:
+        return float(stack.redis.hget(f"{PREFIX}track:{job_id}", "heartbeat_at") or 0)
+
+    before = {j: beat(j) for j in job_ids}
+    assert eventually(lambda: all(beat(j) > before[j] for j in job_ids), timeout=timeout), before
+
+
 def executions(stack: Stack, job_id: str) -> int:
     assert stack.witness is not None
     return len(stack.witness.executions().get(job_id, []))
@@ -102,7 +113,7 @@ def test_a_skewed_worker_through_redis_restart_and_kill(stack_factory, tmp_path,
     # stays cut off a while longer (it reconnects later than the others, as happens): its job
     # must be held for it, by sweepers on the other clock, until it beats again.
     for late in (skewed, honest):
-        time.sleep(float(SETTINGS["HEARTBEAT_INTERVAL"]))  # every lease renewed since the last restart
+        beaten_again(stack, (on_skewed, on_honest))  # every lease renewed since the last restart
         assert late.proxy is not None
         late.proxy.cut()
         stack.restart_redis(down_s=REDIS_DOWN_S)
