@@ -21,7 +21,17 @@ from . import __version__, metrics
 from .clock import server_time
 from .config import Settings, SettingsError, redact_url
 from .epoch import data_losses
-from .keys import PREFIX, connection_name, limbo_key, live_key, running_key, track_key, worker_key
+from .keys import (
+    connection_name,
+    limbo_key,
+    live_key,
+    long_key,
+    peaks_key,
+    running_key,
+    stats_key,
+    track_key,
+    worker_key,
+)
 
 __all__ = ["ReadOnlyRedis", "WriteRefused", "diagnose", "main"]
 
@@ -163,12 +173,12 @@ def diagnose(conn: Redis, queue: str, *, liveness_ttl: float) -> dict[str, Any]:
             )
 
     limbo = {_s(k): round(now - float(_s(v)), 1) for k, v in conn.hgetall(limbo_key(queue)).items()}
-    long_ids = {_s(j) for j in conn.smembers(f"{PREFIX}long:{queue}")}
+    long_ids = {_s(j) for j in conn.smembers(long_key(queue))}
     long_running = [
         dict(j, p95_s=_float(conn.hget(track_key(j["job_id"]), "p95_s"))) for j in running if j["job_id"] in long_ids
     ]
-    peaks = [int(_s(p)) for p in conn.lrange(f"{PREFIX}peaks:{queue}", 0, 199)]
-    stats = {_s(k): _s(v) for k, v in conn.hgetall(f"{PREFIX}stats:{queue}").items()}
+    peaks = [int(_s(p)) for p in conn.lrange(peaks_key(queue), 0, 199)]
+    stats = {_s(k): _s(v) for k, v in conn.hgetall(stats_key(queue)).items()}
     memory = {
         "jobs_sampled": len(peaks),
         "horse_peak_rss_max_bytes": max(peaks) if peaks else None,

@@ -4,10 +4,14 @@ RQ writes a job's outcome (finished, failed, retried, repeated, stopped) in one 
 its own. While a worker with the fix writes the outcome of an attempt, its connection hands out
 `FencedPipeline`s: the transaction also WATCHes the job's fence key (`keys.fence_key`, the
 current attempt's token: a start, a claim or an end changes it, a heartbeat never does), checks
-that the token is still this attempt's, and ends the attempt (state, lease, running set, expiry)
-in the same EXEC. A sweeper that claims the job between the check and the EXEC deletes the fence
-key, so the EXEC aborts: a worker presumed dead (frozen, partitioned) can never overwrite the
-attempt that replaced it, not even if it froze right after the check.
+that the token is still this attempt's, and ends the attempt in the same EXEC: state, lease,
+running set, expiry, and the attempt's facts and metrics (duration, peak RSS, queue wait,
+histograms), one script (`_END`). A sweeper that claims the job between the check and the EXEC
+deletes the fence key, so the EXEC aborts: a worker presumed dead (frozen, partitioned) can
+never overwrite the attempt that replaced it, not even if it froze right after the check.
+
+The WATCH and the token check travel together (one round trip), and the end is one command in
+RQ's transaction: the fence costs RQ's outcome write no round trip of its own.
 """
 
 from __future__ import annotations
@@ -20,11 +24,60 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 from rq.job import Job, JobStatus
 
-from .keys import active_key, fence_key, live_key, running_key, stats_key, track_key
+from .clock import LUA_NOW
+from .keys import active_key, durations_key, fence_key, live_key, long_key, peaks_key, running_key, stats_key, track_key
+from .metrics import LUA_OBSERVE, counters_key, hist_key
 
 __all__ = ["Fence", "FencedPipeline", "Superseded", "fenced_client"]
+
+# KEYS: track, live, fence, running, active, stats, long, durations, peaks, counters,
+#       hist duration, hist queue wait, hist peak RSS
+# ARGV: job_id, state, token, ttl (-1: none), cause, error_type, duration_s, peak_rss_bytes (0: none)
+# Returns the queue wait (first start - enqueue, seconds) as a string, or false.
+_END = (
+    LUA_NOW
+    + LUA_OBSERVE
+    + """
+local job_id, state, token, ttl, cause = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local duration, rss = tonumber(ARGV[7]), tonumber(ARGV[8])
+local first, enq = unpack(redis.call('HMGET', KEYS[1], 'first_started_at', 'enqueued_at'))
+local wait = false
+if first and enq then wait = string.format('%.4f', math.max(0, tonumber(first) - tonumber(enq))) end
+local facts = {'state', state, 'ended_at', now, 'token', '', 'ended_token', token, 'cause', cause,
+  'duration_s', ARGV[7]}
+if ARGV[6] ~= '' then table.insert(facts, 'error_type') table.insert(facts, ARGV[6]) end
+if rss > 0 then table.insert(facts, 'peak_rss_bytes') table.insert(facts, ARGV[8]) end
+if wait then table.insert(facts, 'queue_wait_s') table.insert(facts, wait) end
+redis.call('HSET', KEYS[1], unpack(facts))
+redis.call('HDEL', KEYS[1], 'fix_requeued')
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('ZREM', KEYS[4], job_id)
+redis.call('ZREM', KEYS[5], job_id)
+redis.call('HINCRBY', KEYS[6], state, 1)
+redis.call('SREM', KEYS[7], job_id)
+if ttl >= 0 then redis.call('EXPIRE', KEYS[1], math.max(ttl, 1)) end
+if state == 'finished' then
+  redis.call('LPUSH', KEYS[8], ARGV[7])
+  redis.call('LTRIM', KEYS[8], 0, 199)
+end
+if rss > 0 then
+  redis.call('LPUSH', KEYS[9], ARGV[8])
+  redis.call('LTRIM', KEYS[9], 0, 199)
+end
+observe(KEYS[11], 'job_duration_seconds', duration, ARGV[7])
+if state == 'finished' or state == 'failed' then
+  redis.call('HINCRBY', KEYS[10], 'jobs|' .. state .. '|' .. cause, 1)
+  if wait then observe(KEYS[12], 'job_queue_wait_seconds', tonumber(wait), wait) end
+end
+if rss > 0 then observe(KEYS[13], 'horse_peak_rss_bytes', rss, ARGV[8]) end
+return wait
+"""
+)
 
 
 def _text(value: bytes | str) -> str:
@@ -37,23 +90,26 @@ class Superseded(Exception):
 
 @dataclass
 class Fence:
-    """One attempt's right to write its job's outcome."""
+    """One attempt's right to write its job's outcome, and the facts that outcome records."""
 
     job: Job
     token: str
     default_result_ttl: int
     ends: bool = True  # False: only check the token (the horse's start), never end the attempt
-    clock: Callable[[], float] = time.time  # the worker passes Redis's (`clock.RedisClock.now`)
+    started: float | None = None  # monotonic start of the attempt (None: now), for its duration
+    peak_rss: Callable[[], int | None] = lambda: None  # bytes, read at the commit
+    func: str = "?"  # the job's function: its finished durations are kept per function
+    cause: str = ""  # why a failure failed (exception, timeout); "" for a success
+    error_type: str = ""
     committed: bool = False
     superseded: bool = False
+    #: What the commit wrote (state, cause, duration_s, queue_wait_s, peak_rss_bytes), once made.
+    outcome: dict[str, Any] | None = None
 
-    def check(self, pipe: Pipeline) -> None:
-        """In WATCH mode: is the token still current? Raises Superseded if not.
-
-        The fence key alone says it, in one round trip: only this attempt's start wrote this
-        token there, and whatever ends or takes over the attempt (its end, a claim, a newer
-        start) deletes or replaces the key."""
-        token = pipe.get(fence_key(self.job.id))
+    def verify(self, token: bytes | str | None) -> None:
+        """`token` is the fence key, read under WATCH: is it still this attempt's? Raises
+        Superseded if not. Only this attempt's start wrote this token there, and whatever ends
+        or takes over the attempt (its end, a claim, a newer start) deletes or replaces it."""
         if token is None or _text(token) != self.token:
             self.superseded = True
             raise Superseded(f"job {self.job.id}: attempt {self.token[:8]} was superseded; its outcome is refused")
@@ -66,18 +122,31 @@ class Fence:
         return "queued"  # RQ's Retry or Repeat put it back: a new life
 
     def end(self, pipe: Pipeline) -> None:
-        """Queue the commands that end this attempt (inside the MULTI)."""
+        """Queue the one command that ends this attempt and records its facts (inside the MULTI)."""
         job, state = self.job, self.final_state()
-        key = track_key(job.id)
-        pipe.hset(key, mapping={"state": state, "ended_at": self.clock(), "token": "", "ended_token": self.token})
-        pipe.hdel(key, "fix_requeued")
-        pipe.delete(live_key(job.id), fence_key(job.id))
-        pipe.zrem(running_key(), job.id)
-        pipe.zrem(active_key(job.origin), job.id)
-        pipe.hincrby(stats_key(job.origin), state, 1)
+        q = job.origin
+        duration = round(time.monotonic() - (self.started if self.started is not None else time.monotonic()), 4)
+        rss = self.peak_rss() or 0
+        cause = "ok" if state == JobStatus.FINISHED.value else self.cause or "exception"
         ttl = self._ttl(state)
-        if ttl is not None:
-            pipe.expire(key, ttl)
+        keys = [
+            track_key(job.id),
+            live_key(job.id),
+            fence_key(job.id),
+            running_key(),
+            active_key(q),
+            stats_key(q),
+            long_key(q),
+            durations_key(self.func),
+            peaks_key(q),
+            counters_key(q),
+            hist_key(q, "job_duration_seconds"),
+            hist_key(q, "job_queue_wait_seconds"),
+            hist_key(q, "horse_peak_rss_bytes"),
+        ]
+        args = [job.id, state, self.token, -1 if ttl is None else ttl, cause, self.error_type, duration, rss]
+        pipe.execute_command("EVAL", _END, len(keys), *keys, *args)
+        self.outcome = {"state": state, "cause": cause, "duration_s": duration, "peak_rss_bytes": rss or None}
 
     def _ttl(self, state: str) -> int | None:
         """The track lives as long as RQ keeps the job: result_ttl / failure_ttl (-1: for ever)."""
@@ -99,9 +168,26 @@ class FencedPipeline(Pipeline):
     fence: Fence
 
     def watch(self, *names: Any) -> Any:
-        result = super().watch(*names, fence_key(self.fence.job.id))
-        if not self.fence.committed:
-            self.fence.check(self)
+        """WATCH `names` and the fence key, and read the fence key: both in one round trip."""
+        if self.fence.committed:
+            return super().watch(*names)
+        key = fence_key(self.fence.job.id)
+        for retry in (True, False):  # nothing is watched until the reply: the pair may be resent
+            conn = self.connection
+            if conn is None:
+                conn = self.connection = self.connection_pool.get_connection()
+            try:
+                conn.send_packed_command(conn.pack_commands([("WATCH", *names, key), ("GET", key)]))
+                result = self.parse_response(conn, "WATCH")
+                token = self.parse_response(conn, "GET")
+                break
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                conn.disconnect()  # which drops the watch too
+                self.watching = False
+                self.reset()
+                if not retry:
+                    raise WatchError(f"connection lost while watching the fence key: {exc}") from exc
+        self.fence.verify(token)
         return result
 
     def multi(self) -> None:
@@ -125,6 +211,9 @@ class FencedPipeline(Pipeline):
         self.fence.end(self)
         result = super().execute(raise_on_error)
         self.fence.committed = True
+        if self.fence.outcome is not None:
+            wait = result[-1]
+            self.fence.outcome["queue_wait_s"] = float(_text(wait)) if wait else None
         return result
 
 

@@ -15,10 +15,13 @@ __all__ = [
     "PREFIX",
     "active_key",
     "connection_name",
+    "durations_key",
     "enqueue_guard_key",
     "fence_key",
     "limbo_key",
     "live_key",
+    "long_key",
+    "peaks_key",
     "running_key",
     "stats_key",
     "track_key",
@@ -67,6 +70,21 @@ def active_key(queue: str) -> str:
 def limbo_key(queue: str) -> str:
     """First time a sweeper saw a job dequeued but never started (the dequeue gap)."""
     return f"{PREFIX}limbo:{queue}"
+
+
+def long_key(queue: str) -> str:
+    """Running jobs on `queue` flagged as abnormally long (the lifeline adds, the end removes)."""
+    return f"{PREFIX}long:{queue}"
+
+
+def peaks_key(queue: str) -> str:
+    """The last 200 work-horse peak RSS figures on `queue` (bytes), newest first."""
+    return f"{PREFIX}peaks:{queue}"
+
+
+def durations_key(func: str) -> str:
+    """The last 200 durations of `func`'s finished attempts (seconds): its p95 flags long runs."""
+    return f"{PREFIX}durations:{func}"
 
 
 def stats_key(queue: str) -> str:

@@ -24,15 +24,18 @@ from redis import Redis
 from .clock import server_time
 from .config import default
 from .epoch import data_losses
-from .keys import PREFIX
+from .keys import PREFIX, long_key, stats_key
 
 #: Prefix of every metric name (METRICS_NAMESPACE).
 NAMESPACE: str = os.environ.get("METRICS_NAMESPACE") or default("METRICS_NAMESPACE")
 
 __all__ = [
     "HISTOGRAMS",
+    "LUA_OBSERVE",
     "RENDER_PLANS",
     "RedisCollector",
+    "counters_key",
+    "hist_key",
     "memory_limit_bytes",
     "recommend_plan",
     "record_attempt",
@@ -64,11 +67,13 @@ HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
 RENDER_PLANS = (("starter", 512 * 2**20), ("standard", 2 * 2**30), ("pro", 4 * 2**30), ("pro plus", 8 * 2**30))
 
 
-def _counters_key(queue: str) -> str:
+def counters_key(queue: str) -> str:
+    """Counters of outcomes and recoveries on `queue` (fields `jobs|outcome|cause`, ...)."""
     return f"{PREFIX}metrics:{queue}"
 
 
-def _hist_key(queue: str, name: str) -> str:
+def hist_key(queue: str, name: str) -> str:
+    """One histogram's buckets on `queue`: a field per upper bound (its repr), `+Inf`, `sum`."""
     return f"{PREFIX}hist:{queue}:{name}"
 
 
@@ -76,10 +81,34 @@ def _observe(pipe: Any, queue: str, name: str, value: float) -> None:
     bounds = HISTOGRAMS[name][1]
     i = bisect.bisect_left(bounds, value)
     field = repr(bounds[i]) if i < len(bounds) else "+Inf"
-    key = _hist_key(queue, name)
+    key = hist_key(queue, name)
     pipe.hincrby(key, field, 1)
     pipe.hincrbyfloat(key, "sum", value)
-    pipe.hincrby(key, "count", 1)
+
+
+def _lua_observe() -> str:
+    """`observe(key, name, value, text)` for scripts: the same buckets as `_observe`."""
+    rows = "\n".join(
+        f"  {name} = {{{', '.join(f'{{{b!r}, {repr(b)!r}}}' for b in bounds)}}},"
+        for name, (_help, bounds) in HISTOGRAMS.items()
+    )
+    return f"""local HIST = {{
+{rows}
+}}
+local function observe(key, name, value, text)
+  local field = '+Inf'
+  for _, b in ipairs(HIST[name]) do
+    if value <= b[1] then field = b[2] break end
+  end
+  redis.call('HINCRBY', key, field, 1)
+  redis.call('HINCRBYFLOAT', key, 'sum', text)
+end
+"""
+
+
+#: Lua defining `observe(key, name, value, text)`: a script that ends an attempt observes its
+#: histograms in the same step (`value` a number, `text` the same value as sent).
+LUA_OBSERVE = _lua_observe()
 
 
 def record_outcome(
@@ -93,7 +122,7 @@ def record_outcome(
     peak_rss_bytes: int | None = None,
 ) -> None:
     """Count a job's terminal outcome (finished/failed and why) and observe its facts."""
-    pipe.hincrby(_counters_key(queue), f"jobs|{outcome}|{cause}", 1)
+    pipe.hincrby(counters_key(queue), f"jobs|{outcome}|{cause}", 1)
     if duration_s is not None:
         _observe(pipe, queue, "job_duration_seconds", duration_s)
     if queue_wait_s is not None:
@@ -104,7 +133,7 @@ def record_outcome(
 
 def record_recovery(pipe: Any, queue: str, *, action: str, cause: str, latency_s: float | None) -> None:
     """Count a recovery action (requeued / failed) by cause, and how long the job was silent."""
-    pipe.hincrby(_counters_key(queue), f"recoveries|{action}|{cause}", 1)
+    pipe.hincrby(counters_key(queue), f"recoveries|{action}|{cause}", 1)
     if latency_s is not None:
         _observe(pipe, queue, "recovery_latency_seconds", max(0.0, latency_s))
 
@@ -169,13 +198,13 @@ class RedisCollector(Collector):
         recov = CounterMetricFamily(
             f"{NAMESPACE}_recoveries", "Recovery actions on abandoned jobs", labels=["queue", "action", "cause"]
         )
-        for field, value in r.hgetall(_counters_key(q)).items():
+        for field, value in r.hgetall(counters_key(q)).items():
             kind, a, b = _s(field).split("|", 2)
             (jobs if kind == "jobs" else recov).add_metric([q, a, b], int(value))
         yield jobs
         yield recov
 
-        stats = {_s(k): int(v) for k, v in r.hgetall(f"{PREFIX}stats:{q}").items()}
+        stats = {_s(k): int(v) for k, v in r.hgetall(stats_key(q)).items()}
         late = CounterMetricFamily(
             f"{NAMESPACE}_late_completions_rejected",
             "Outcome writes refused: the attempt was superseded",
@@ -192,7 +221,7 @@ class RedisCollector(Collector):
         yield losses
 
         for name, (help_text, bounds) in HISTOGRAMS.items():
-            raw = {_s(k): float(v) for k, v in r.hgetall(_hist_key(q, name)).items()}
+            raw = {_s(k): float(v) for k, v in r.hgetall(hist_key(q, name)).items()}
             cum, buckets = 0.0, []
             for bound in bounds:
                 cum += raw.get(repr(bound), 0.0)
@@ -228,7 +257,7 @@ class RedisCollector(Collector):
         long_running = GaugeMetricFamily(
             f"{NAMESPACE}_jobs_long_running", "Running jobs flagged as abnormally long", labels=["queue"]
         )
-        long_running.add_metric([q], r.scard(f"{PREFIX}long:{q}"))
+        long_running.add_metric([q], r.scard(long_key(q)))
         yield long_running
 
         g = GaugeMetricFamily(f"{NAMESPACE}_redis_roundtrip_seconds", "PING round trip from the API to Redis")

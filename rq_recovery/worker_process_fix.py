@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import os
+import resource
 import signal
 import socket
 import sys
@@ -63,7 +64,8 @@ from .config import Settings
 from .epoch import EpochWatch
 from .events import emit
 from .fencing import Fence, Superseded, fenced_client
-from .keys import connection_name, stats_key, track_key, worker_key
+from .keys import connection_name, durations_key, long_key, stats_key, track_key, worker_key
+from .mailbox import Mailbox
 from .tracking import SweepReport, Tracker
 
 __all__ = [
@@ -138,6 +140,7 @@ class RecoveryMixin:
         self._named = True
         self._burst = False
         self._lifeline_ok_at = time.monotonic()  # last time the lifeline reached Redis
+        self._mailbox = Mailbox()  # the horse's note of what its commit wrote
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -302,9 +305,6 @@ class RecoveryMixin:
         self._await_lifeline()
         token = uuid.uuid4().hex
         number = self._start(job, token)
-        if number > 0:
-            with contextlib.suppress(Exception):  # the horse inherits a fresh clock: no TIME of its own
-                self.tracker.clock.now()
         if number < 0:
             why = {-2: "another attempt holds its lease"}.get(number, "Redis unreachable")
             emit("job_skipped", job_id=job.id, worker=self.name, why=why)
@@ -320,6 +320,7 @@ class RecoveryMixin:
             self._kill = None
             self._rq_killed_horse = False
             self._horse_rss = None
+        self._mailbox.clear()
         emit("job_started", job_id=job.id, attempt=number, worker=self.name, pid=os.getpid(), func=attempt.func)
         try:
             super().execute_job(job, queue)  # type: ignore[misc]
@@ -387,52 +388,30 @@ class RecoveryMixin:
         super().kill_horse(*args, **kwargs)  # type: ignore[misc]
 
     def _finish(self, job: Job, attempt: _Attempt) -> None:
-        """After the horse is gone: count the outcome RQ wrote, if this attempt wrote it."""
-        try:
-            track = self.tracker.read(job.id)
-        except Exception:  # noqa: BLE001 - Redis gone: the sweeper will see
-            return
-        if track.get("ended_token") != attempt.token:
+        """After the horse is gone: log the outcome this attempt committed, if it committed one.
+
+        The commit itself recorded the facts and metrics (`fencing`); the note says what it wrote.
+        """
+        note = self._mailbox.take(attempt.token)
+        if note is None:
             return  # superseded, recovered, or handled by the owner's recovery path
-        status = track.get("state", "?")
-        duration = time.monotonic() - attempt.started
-        rss = max(self._horse_rss or 0, attempt.peak_rss) or None
-        cause = "ok" if status == "finished" else track.get("cause") or "exception"
-        wait = None
-        if track.get("first_started_at") and track.get("enqueued_at"):
-            wait = max(0.0, float(track["first_started_at"]) - float(track["enqueued_at"]))
-        q = attempt.queue
-        p = self.settings.key_prefix
-        with self._client("fix").pipeline(transaction=False) as pipe:
-            facts: dict[str, str | int | float] = {"duration_s": round(duration, 4), "cause": cause}
-            if rss:
-                facts["peak_rss_bytes"] = rss
-                pipe.lpush(f"{p}peaks:{q}", rss)
-                pipe.ltrim(f"{p}peaks:{q}", 0, 199)
-            if wait is not None:
-                facts["queue_wait_s"] = round(wait, 4)
-            pipe.hset(track_key(job.id), mapping=facts)  # type: ignore[arg-type]  # redis-py's key type is invariant
-            if status == "finished":
-                pipe.lpush(f"{p}durations:{attempt.func}", round(duration, 4))
-                pipe.ltrim(f"{p}durations:{attempt.func}", 0, 199)
-            pipe.srem(f"{p}long:{q}", job.id)
-            if status in ("finished", "failed"):
-                metrics.record_outcome(
-                    pipe, q, outcome=status, cause=cause, duration_s=duration, queue_wait_s=wait, peak_rss_bytes=rss
-                )
-            else:
-                metrics.record_attempt(pipe, q, duration_s=duration, peak_rss_bytes=rss)
-            pipe.execute()
         emit(
-            f"job_{status}",
+            f"job_{note['state']}",
             job_id=job.id,
             attempt=attempt.number,
             worker=self.name,
-            cause=cause,
-            duration_s=round(duration, 3),
-            queue_wait_s=None if wait is None else round(wait, 3),
-            peak_rss_bytes=rss,
+            cause=note["cause"],
+            duration_s=round(note["duration_s"], 3),
+            queue_wait_s=None if note.get("queue_wait_s") is None else round(note["queue_wait_s"], 3),
+            peak_rss_bytes=note.get("peak_rss_bytes"),
         )
+
+    def _peak_rss(self, attempt: _Attempt) -> int | None:
+        """The attempt's peak RSS in bytes: what the horse (and its children) used at most."""
+        if self.is_horse:  # the same figure the worker's wait4 reports once the horse exits
+            peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+            return peak * 1024 or None  # Linux reports KiB
+        return max(self._horse_rss or 0, attempt.peak_rss) or None
 
     def _owns(self, job: Job) -> _Attempt | None:
         attempt = self._attempt
@@ -441,13 +420,22 @@ class RecoveryMixin:
     # -- fenced outcome writes (called in the horse, or in the parent for a dead horse) -------
 
     @contextlib.contextmanager
-    def _fenced(self, job: Job) -> Iterator[Fence | None]:
+    def _fenced(self, job: Job, *, cause: str = "", error_type: str = "") -> Iterator[Fence | None]:
         """While RQ writes this attempt's outcome, its transactions are fenced (see `fencing`)."""
         attempt = self._owns(job)
         if attempt is None:
             yield None
             return
-        fence = Fence(job, attempt.token, default_result_ttl=self.default_result_ttl, clock=self.tracker.clock.now)  # type: ignore[attr-defined]
+        fence = Fence(
+            job,
+            attempt.token,
+            default_result_ttl=self.default_result_ttl,  # type: ignore[attr-defined]
+            started=attempt.started,
+            peak_rss=lambda: self._peak_rss(attempt),
+            func=attempt.func,
+            cause=cause,
+            error_type=error_type,
+        )
         original = self.connection
         self.connection = fenced_client(original, fence)
         try:
@@ -456,6 +444,8 @@ class RecoveryMixin:
             pass
         finally:
             self.connection = original
+            if fence.outcome is not None and fence.committed:
+                self._mailbox.post(attempt.token, fence.outcome)
             if fence.superseded:
                 self._refused(job, attempt)
 
@@ -545,14 +535,11 @@ class RecoveryMixin:
             return None
         if why:
             exc_string = f"{exc_string.rstrip()}\n{why}" if exc_string.strip() else why
-        with self._fenced(job) as fence:
+        error_type = exc_string.strip().splitlines()[-1].split(":")[0] if exc_string.strip() else "?"
+        if cause == "timeout" or "JobTimeoutException" in exc_string:
+            cause = "timeout"
+        with self._fenced(job, cause=cause, error_type=error_type[:100]):
             super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)  # type: ignore[misc]
-        if fence is not None and fence.committed:
-            error_type = exc_string.strip().splitlines()[-1].split(":")[0] if exc_string.strip() else "?"
-            if cause == "timeout" or "JobTimeoutException" in exc_string:
-                cause = "timeout"
-            with contextlib.suppress(Exception):
-                self.connection.hset(track_key(job.id), mapping={"cause": cause, "error_type": error_type[:100]})
         return None
 
     def _recover_own(self, job: Job, attempt: _Attempt, *, cause: str, why: str, exc_string: str) -> None:
@@ -673,7 +660,7 @@ class RecoveryMixin:
 
     def _watch(self, conn: Redis, attempt: _Attempt, now: float) -> None:
         """Flag a job that runs abnormally long, and warn when its horse nears the memory limit."""
-        s, q, p = self.settings, attempt.queue, self.settings.key_prefix
+        s, q = self.settings, attempt.queue
         try:
             horse = psutil.Process(self.horse_pid)
             rss = horse.memory_info().rss + sum(c.memory_info().rss for c in horse.children(recursive=True))
@@ -700,7 +687,7 @@ class RecoveryMixin:
         if p95 is not None and elapsed > s.long_running_factor * p95:
             attempt.flagged_long = True
             with conn.pipeline(transaction=False) as pipe:
-                pipe.sadd(f"{p}long:{q}", attempt.job_id)
+                pipe.sadd(long_key(q), attempt.job_id)
                 pipe.hset(track_key(attempt.job_id), mapping={"long_running": 1, "p95_s": round(p95, 4)})
                 pipe.hincrby(stats_key(q), "long_running_flagged", 1)
                 pipe.execute()
@@ -719,7 +706,7 @@ class RecoveryMixin:
         cached = self._p95.get(func)
         if cached and now - cached[0] < 30:
             return cached[1]
-        raw = sorted(float(x) for x in conn.lrange(f"{self.settings.key_prefix}durations:{func}", 0, 199))
+        raw = sorted(float(x) for x in conn.lrange(durations_key(func), 0, 199))
         p95 = raw[min(len(raw) - 1, int(0.95 * len(raw)))] if len(raw) >= 5 else None
         if p95 is not None:
             self._p95[func] = (now, p95)

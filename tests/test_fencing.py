@@ -22,8 +22,8 @@ pytestmark = pytest.mark.integration
 class _ClaimedRightAfterTheCheck(Fence):
     """A sweeper claims the job just after this attempt checked its token."""
 
-    def check(self, pipe) -> None:
-        super().check(pipe)
+    def verify(self, token) -> None:
+        super().verify(token)
         if not getattr(self, "_claimed", False):
             self._claimed = True
             assert self.tracker.claim(self.job.id, mode="owner", token=self.token, by="sweeper") == 1
@@ -92,3 +92,107 @@ def test_a_fenced_client_that_goes_away_leaves_the_workers_connections_open(raw_
         client.ping()
     assert connections() == before  # one connection all along, never reopened
     client.close()
+
+
+def _finished(job):
+    """The job as RQ leaves it just before its outcome transaction: status finished, in memory."""
+    from rq.job import JobStatus
+
+    job._status = JobStatus.FINISHED
+    return job
+
+
+def test_the_commit_records_the_attempts_facts_and_metrics_in_the_same_transaction(raw_redis, started):
+    """Facts and metrics travel in RQ's own EXEC: a reader who sees the job finished sees them
+    too (they used to follow, from the worker, after its horse had exited)."""
+    import time
+
+    from rq_recovery import metrics
+
+    tracker, job = started
+    fence = Fence(
+        _finished(job),
+        "t1",
+        default_result_ttl=60,
+        started=time.monotonic() - 0.3,
+        peak_rss=lambda: 200 * 2**20,
+        func="time.sleep",
+    )
+    with fenced_client(raw_redis, fence).pipeline() as pipe:
+        pipe.set("outcome", "mine")
+        pipe.execute()
+    track = tracker.read(job.id)
+    assert track["state"] == "finished" and track["cause"] == "ok" and track["ended_token"] == "t1"
+    assert 0.3 <= float(track["duration_s"]) < 5 and track["peak_rss_bytes"] == str(200 * 2**20)
+    wait = float(track["queue_wait_s"])
+    assert 0 <= wait < 5
+    assert fence.outcome == {
+        "state": "finished",
+        "cause": "ok",
+        "duration_s": float(track["duration_s"]),
+        "peak_rss_bytes": 200 * 2**20,
+        "queue_wait_s": wait,
+    }
+    q = job.origin
+    assert raw_redis.hget(metrics.counters_key(q), "jobs|finished|ok") == b"1"
+    assert raw_redis.hget(metrics.hist_key(q, "job_duration_seconds"), "0.5") == b"1"
+    assert raw_redis.hget(metrics.hist_key(q, "horse_peak_rss_bytes"), "268435456.0") == b"1"
+    assert raw_redis.hget(metrics.hist_key(q, "job_queue_wait_seconds"), "sum") is not None
+    assert raw_redis.lrange("shap:durations:time.sleep", 0, -1) == [track["duration_s"].encode()]
+    assert 0 < raw_redis.ttl(track_key(job.id)) <= 60  # the job's result_ttl
+
+
+def test_an_aborted_commit_records_no_facts_either(raw_redis, started):
+    from rq_recovery import metrics
+
+    tracker, job = started
+    fence = _ClaimedRightAfterTheCheck(_finished(job), "t1", default_result_ttl=60, peak_rss=lambda: 2**20)
+    fence.tracker = tracker  # type: ignore[attr-defined]
+    with pytest.raises(WatchError), fenced_client(raw_redis, fence).pipeline() as pipe:
+        pipe.set("outcome", "zombie")
+        pipe.execute()
+    assert "duration_s" not in tracker.read(job.id)
+    assert not raw_redis.exists(metrics.counters_key(job.origin), metrics.hist_key(job.origin, "job_duration_seconds"))
+
+
+def test_the_fence_check_costs_rqs_transaction_no_round_trip_of_its_own(raw_redis, started):
+    """RQ's outcome write is WATCH, its reads, MULTI/EXEC: fenced, the token check goes with
+    the WATCH, and the end of the attempt inside the EXEC (it was a WATCH, then a GET)."""
+    from harness.nemesis.proxy import TcpProxy
+
+    _tracker, job = started
+    port = raw_redis.connection_pool.connection_kwargs["port"]
+    with TcpProxy("127.0.0.1", port, name="fence-rt") as proxy:
+        client = Redis(host="127.0.0.1", port=proxy.port)
+        client.ping()
+        sends = proxy.stats.requests
+        fence = Fence(_finished(job), "t1", default_result_ttl=60)
+        with fenced_client(client, fence).pipeline() as pipe:
+            pipe.watch(job.dependents_key)
+            pipe.multi()
+            pipe.set("outcome", "mine")
+            pipe.execute()
+        assert fence.committed
+        assert proxy.stats.requests - sends == 2  # WATCH + GET, then MULTI ... EXEC
+        client.close()
+
+
+@pytest.mark.parametrize("name", ["job_duration_seconds", "job_queue_wait_seconds", "horse_peak_rss_bytes"])
+def test_scripts_bucket_observations_as_the_python_side_does(raw_redis, name):
+    """The end script observes histograms in Lua; the sweepers in Python. One set of buckets."""
+    from rq_recovery import metrics
+
+    bounds = metrics.HISTOGRAMS[name][1]
+    values = [0.0, bounds[-1] * 10, *bounds, *(b * 0.999 for b in bounds), *(b * 1.001 for b in bounds)]
+    raw_redis.delete("lua", "py")
+    observe = metrics.LUA_OBSERVE + "for i, v in ipairs(ARGV) do observe(KEYS[1], KEYS[2], tonumber(v), v) end"
+    raw_redis.eval(observe, 2, "lua", name, *(repr(float(v)) for v in values))
+    with raw_redis.pipeline(transaction=False) as pipe:
+        for v in values:
+            metrics._observe(pipe, "q", name, float(v))
+        pipe.execute()
+    py = raw_redis.hgetall(metrics.hist_key("q", name))
+    lua = raw_redis.hgetall("lua")
+    assert {k: v for k, v in lua.items() if k != b"sum"} == {k: v for k, v in py.items() if k != b"sum"}
+    assert float(lua[b"sum"]) == pytest.approx(float(py[b"sum"]))
+    raw_redis.delete("lua", metrics.hist_key("q", name))

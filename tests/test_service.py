@@ -161,8 +161,9 @@ def test_job_error_fails_without_retry(service_stack: Stack) -> None:
 
 def test_job_view_fields(service_stack: Stack) -> None:
     job_id = service_stack.submit()["job_id"]
-    view = service_stack.wait_settled(job_id)  # both routes are read after the worker's last write
+    view = service_stack.wait_terminal(job_id)
     assert view["status"] == "finished", view
+    assert {"duration_s", "queue_wait_s", "peak_rss_bytes"} <= set(view["facts"])  # written with the outcome
     for key in ("job_id", "status", "attempts", "enqueued_at", "started_at", "ended_at", "worker"):
         assert key in view, key
     assert view["job_id"] == job_id

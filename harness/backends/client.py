@@ -79,8 +79,8 @@ class ServiceClient:
         return self.wait_status(job_id, TERMINAL_STATUSES, timeout=timeout)
 
     def wait_settled(self, job_id: str, *, timeout: float = 60.0) -> dict[str, Any]:
-        """Terminal, and the worker's facts written: it writes them after its work-horse exits
-        (`peak_rss_bytes` comes from `wait4`), a moment after the status turns terminal."""
+        """Terminal, with the facts of its last attempt (the recovery layer writes them with the
+        outcome); a job that ends without them (a plain RQ worker's) times out here."""
         self.wait_terminal(job_id, timeout=timeout)
 
         def with_facts() -> dict[str, Any] | None:
