@@ -29,7 +29,7 @@ DEFAULTS: dict[str, tuple[object, str]] = {
     "JOB_TIMEOUT": (180, "seconds a job without a timeout of its own may run (RQ's default); `-1` on a job: never"),
     "HARD_KILL_GRACE": (10.0, "past a job's timeout, seconds before the parent SIGKILLs a hung horse"),
     "CONNECTION_CHECK": (True, "recover at once when a worker's Redis connection is gone"),
-    "CONNECTION_GRACE": (0.6, "seconds that connection must be missing first (sweepers look 5 times a second)"),
+    "CONNECTION_GRACE": (0.6, "seconds that connection must be gone first (sweepers take turns, 5 looks a second)"),
     "SHUTDOWN_GRACE": (20.0, "on SIGTERM, seconds before the running job is handed back"),
     "LONG_RUNNING_FACTOR": (3.0, "flag a job running longer than this multiple of its function's recent p95"),
     "LONG_RUNNING_MIN_S": (5.0, "never flag a job as long-running before this many seconds"),

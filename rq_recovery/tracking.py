@@ -39,6 +39,7 @@ import threading
 import time
 import types
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -123,7 +124,7 @@ TERMINAL = (JobStatus.FINISHED.value, JobStatus.FAILED.value)
 #: Statuses a sweeper must never undo: terminal, or ended on purpose by a person.
 FINAL = (*TERMINAL, JobStatus.STOPPED.value, JobStatus.CANCELED.value)
 
-#: How often sweepers look at CLIENT LIST for vanished workers (seconds).
+#: How often the sweepers, taking turns, look at CLIENT LIST for vanished workers (seconds).
 WATCH_TICK = 0.2
 
 
@@ -351,6 +352,7 @@ class Tracker:
         self._aof_unavailable_until = 0.0  # monotonic time until which WAITAOF is not tried
         self._missing: dict[str, float] = {}  # worker -> when (monotonic) its connection was first seen gone
         self._seen: set[str] = set()
+        self._present: list[str] = []  # workers whose connection the last look found, sorted
         self._announced: set[str] = set()
 
     @classmethod
@@ -666,6 +668,7 @@ class Tracker:
             return False
         now = time.monotonic()
         present = {n.removeprefix(CONNECTION_PREFIX) for n in names if n.startswith(CONNECTION_PREFIX)}
+        self._present = sorted(present)
         for worker in self._seen - present:
             self._missing.setdefault(worker, now)
         for worker in present:
@@ -690,13 +693,17 @@ class Tracker:
         worker's connection has been gone for the grace period. Before each sweep, `epoch`
         (default: this sweeper's own) checks that Redis still holds the data it knew."""
         epoch = epoch or EpochWatch(self.connection, by=by)
-        tick = min(WATCH_TICK, interval) if connection_check else interval
-        next_full = 0.0
+        start = time.monotonic() + min(WATCH_TICK, interval)
+        next_full = next_watch = start
         holding = False
-        while not stop.wait(tick):
+        while not stop.wait(max(0.0, min(next_full, next_watch if connection_check else next_full) - time.monotonic())):
             try:
-                urgent = connection_check and self.watch_connections()
-                if urgent or time.monotonic() >= next_full:
+                now = time.monotonic()
+                urgent = False
+                if connection_check and now >= next_watch:
+                    urgent = self.watch_connections()
+                    next_watch = now + min(self._turn_in(by), interval)
+                if urgent or now >= next_full:
                     next_full = time.monotonic() + interval
                     epoch.check()
                     report = self.sweep(by=by, connection_check=connection_check)
@@ -707,6 +714,23 @@ class Tracker:
                         on_report(report)
             except Exception as exc:  # noqa: BLE001 - Redis away: try again next tick
                 log.debug("sweeper %s: %s", by, exc)
+                next_watch = max(next_watch, time.monotonic() + WATCH_TICK)
+                next_full = max(next_full, time.monotonic() + WATCH_TICK)
+
+    def _turn_in(self, by: str) -> float:
+        """Seconds until sweeper `by` looks at CLIENT LIST again.
+
+        The sweepers of the workers the last look found connected take turns, WATCH_TICK apart
+        on Redis's clock, so Redis is asked about five times a second however many workers
+        there are (each used to ask five times a second). A sweeper that is not one of them
+        (the API's) takes the turn its name hashes to.
+        """
+        turns = self._present
+        n = max(1, len(turns))
+        mine = turns.index(by) if by in turns else zlib.crc32(by.encode()) % n
+        now = self.clock.now()
+        slot = math.floor(now / WATCH_TICK)
+        return (slot + ((mine - slot) % n or n)) * WATCH_TICK - now
 
     def live_connections(self) -> set[str] | None:
         """Names of connected clients, or None where CLIENT LIST is not allowed (managed Redis)."""

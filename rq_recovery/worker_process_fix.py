@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import resource
+import select
 import signal
 import socket
 import sys
@@ -83,6 +84,8 @@ log = logging.getLogger("rq_recovery")
 # RQ's words for a dead horse.
 _HORSE_DIED = "Work-horse terminated unexpectedly"
 _UNREACHABLE = -3  # _start could not reach Redis
+#: Longest the lifeline sleeps between looks at the horse (its timeout, a shutdown's grace).
+_POLICE_TICK = 0.5
 
 
 @dataclass
@@ -604,22 +607,29 @@ class RecoveryMixin:
             pass
 
     def _lifeline(self, stop: threading.Event) -> None:
+        """Beat every HEARTBEAT_INTERVAL and police the horse; in between, sleep on the named
+        connection's socket, so a connection Redis closed (a restart, a reset) is opened again at
+        once, well inside CONNECTION_GRACE, without a PING every few hundred milliseconds."""
         s = self.settings
-        tick = min(0.2, s.heartbeat_interval / 2)  # PINGs keep the named connection up
+        retry = min(0.2, s.heartbeat_interval / 2)  # while Redis is away: try again this often
         conn = self._client("lifeline")
         tracker = self._new_tracker(conn)
         next_beat = 0.0
         lost_at: float | None = None
-        while not stop.wait(tick):
+        closed: bool | None = False
+        while not stop.is_set():
             now = time.monotonic()
             attempt = self._attempt
             try:
                 if now >= next_beat:
                     self._beat(conn, tracker, attempt, now)
-                    next_beat = now + s.heartbeat_interval  # a failed beat is retried next tick
-                else:
-                    conn.ping()  # reconnect at once after a Redis restart
-                self._lifeline_ok_at = time.monotonic()
+                    next_beat = now + s.heartbeat_interval  # a failed beat is retried next round
+                    self._lifeline_ok_at = time.monotonic()
+                elif closed is not False or lost_at is not None:
+                    if closed or lost_at is not None:
+                        conn.connection_pool.disconnect()
+                    conn.ping()  # (re)connect: sweepers look for this connection
+                    self._lifeline_ok_at = time.monotonic()
                 if lost_at is not None:
                     emit("lifeline_restored", worker=self.name, after_s=round(now - lost_at, 3))
                     lost_at = None
@@ -635,6 +645,12 @@ class RecoveryMixin:
                 self._police_horse(attempt, now)  # also while Redis is away
             except Exception as exc:  # noqa: BLE001 - never die
                 log.warning("lifeline: policing the horse: %s", exc)
+            until_beat = next_beat - time.monotonic()
+            if lost_at is not None or until_beat <= 0:  # Redis away, or a beat failed: retry soon
+                stop.wait(retry)
+                closed = False
+            else:
+                closed = _wait_readable(conn, stop, min(_POLICE_TICK, until_beat), retry)
 
     def _beat(self, conn: Redis, tracker: Tracker, attempt: _Attempt | None, now: float) -> None:
         self._register(conn, tracker)
@@ -758,6 +774,23 @@ class RecoveryMixin:
             )
             pipe.expire(key, int(self.settings.liveness_ttl * 3) + 1)
             pipe.execute()
+
+
+def _wait_readable(client: Redis, stop: threading.Event, timeout: float, fallback: float) -> bool | None:
+    """Sleep up to `timeout` on the socket of `client`'s one idle connection: True when it turned
+    readable (Redis closed it: nothing else is sent unasked), False when it stayed quiet. Where
+    redis-py's pool does not show that socket, sleep `fallback` and return None: the caller then
+    PINGs, as the lifeline always did."""
+    conns = getattr(client.connection_pool, "_available_connections", None)
+    sock = getattr(conns[0], "_sock", None) if conns and len(conns) == 1 else None
+    if sock is None:
+        stop.wait(min(fallback, timeout))
+        return None
+    try:
+        readable, _, _ = select.select([sock], [], [], max(0.0, timeout))
+    except (OSError, ValueError):  # closed under us
+        return True
+    return bool(readable)
 
 
 def _func_name(job: Job) -> str:

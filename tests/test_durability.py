@@ -7,12 +7,10 @@ service's header): the WAITAOF follows the enqueue on the same client connection
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import requests
-from redis import Redis
 
+from fixtures.monitor import Monitor
 from harness.backends.local.redis_server import embedded_valkey_server
 from harness.defaults import SAMPLE_ROW
 
@@ -26,28 +24,6 @@ def _valkey() -> str:
     if server is None:
         pytest.skip("needs the [embedded] extra's valkey-server (it has WAITAOF)")
     return server
-
-
-class Monitor:
-    """Redis's MONITOR stream, read by a thread of the test."""
-
-    def __init__(self, url: str) -> None:
-        self.lines: list[tuple[str, str]] = []  # (client address, command line)
-        self._conn = Redis.from_url(url)
-        self._monitor = self._conn.monitor()
-        self._monitor.__enter__()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            for entry in self._monitor.listen():
-                self.lines.append((entry["client_address"] + ":" + str(entry["client_port"]), entry["command"]))
-        except Exception:  # noqa: BLE001 - closed at the end of the test
-            return
-
-    def close(self) -> None:
-        self._conn.close()
 
 
 def _enqueue_then_wait(lines: list[tuple[str, str]]) -> bool:
