@@ -11,7 +11,9 @@ deletes the fence key, so the EXEC aborts: a worker presumed dead (frozen, parti
 never overwrite the attempt that replaced it, not even if it froze right after the check.
 
 The WATCH and the token check travel together (one round trip), and the end is one command in
-RQ's transaction: the fence costs RQ's outcome write no round trip of its own.
+RQ's transaction: the fence costs RQ's outcome write no round trip of its own. The horse's start
+(`ends=False`: RQ marks the job started) is one script that checks the token and runs RQ's
+commands, so it costs none either.
 """
 
 from __future__ import annotations
@@ -78,6 +80,20 @@ if rss > 0 then observe(KEYS[13], 'horse_peak_rss_bytes', rss, ARGV[8]) end
 return wait
 """
 )
+
+
+# KEYS: fence  ARGV: token, then each command as (its length, its words...)
+# The horse's start: RQ's commands run only while the token is current, in one atomic step.
+_IF_CURRENT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+"""
 
 
 def _text(value: bytes | str) -> str:
@@ -199,6 +215,8 @@ class FencedPipeline(Pipeline):
         transactional = self.explicit_transaction or bool(vars(self).get("transaction"))
         if self.fence.committed or not transactional:
             return super().execute(raise_on_error)
+        if not self.fence.ends and not self.watching:
+            return self._execute_if_current()
         if not self.watching:
             # RQ queued its commands without WATCH or MULTI: WATCH and check now, then send them
             # as one MULTI/EXEC (redis-py sends a WATCH at once, even with commands buffered).
@@ -215,6 +233,23 @@ class FencedPipeline(Pipeline):
             wait = result[-1]
             self.fence.outcome["queue_wait_s"] = float(_text(wait)) if wait else None
         return result
+
+    def _execute_if_current(self) -> list[Any]:
+        """The start's check and RQ's commands as one script: no WATCH, one round trip. RQ
+        ignores these replies (`prepare_job_execution`); each command here answers True."""
+        stack, self.command_stack = self.command_stack, []
+        words: list[Any] = []
+        for args, _options in stack:
+            words += [len(args), *args]
+        try:
+            current = self.immediate_execute_command(
+                "EVAL", _IF_CURRENT, 1, fence_key(self.fence.job.id), self.fence.token, *words
+            )
+        finally:
+            self.reset()
+        if not current:
+            self.fence.verify(None)
+        return [True] * len(stack)
 
 
 def fenced_client(connection: Redis, fence: Fence) -> Redis:

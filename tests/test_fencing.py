@@ -196,3 +196,30 @@ def test_scripts_bucket_observations_as_the_python_side_does(raw_redis, name):
     assert {k: v for k, v in lua.items() if k != b"sum"} == {k: v for k, v in py.items() if k != b"sum"}
     assert float(lua[b"sum"]) == pytest.approx(float(py[b"sum"]))
     raw_redis.delete("lua", metrics.hist_key("q", name))
+
+
+def test_the_horses_start_is_one_round_trip_that_writes_only_while_current(raw_redis, started):
+    """RQ marks the job started in a transaction of its own; fenced, the token check and those
+    commands are one script (it was a WATCH, a GET, then the MULTI/EXEC)."""
+    from harness.nemesis.proxy import TcpProxy
+
+    tracker, job = started
+    port = raw_redis.connection_pool.connection_kwargs["port"]
+    with TcpProxy("127.0.0.1", port, name="start-rt") as proxy:
+        client = Redis(host="127.0.0.1", port=proxy.port)
+        client.ping()
+        sends = proxy.stats.requests
+        with fenced_client(client, Fence(job, "t1", default_result_ttl=60, ends=False)).pipeline() as pipe:
+            pipe.hset("started", mapping={"by": "t1", "n": 1})
+            pipe.expire("started", 60)
+            assert pipe.execute() == [True, True]
+        assert proxy.stats.requests - sends == 1
+        assert raw_redis.hgetall("started") == {b"by": b"t1", b"n": b"1"} and raw_redis.ttl("started") > 0
+
+        tracker.claim(job.id, mode="owner", token="t1", by="sweeper")  # the attempt is superseded
+        late = Fence(job, "t1", default_result_ttl=60, ends=False)
+        with pytest.raises(Superseded), fenced_client(client, late).pipeline() as pipe:
+            pipe.hset("late", "by", "t1")
+            pipe.execute()
+        assert late.superseded and not raw_redis.exists("late")
+        client.close()
