@@ -84,8 +84,6 @@ log = logging.getLogger("rq_recovery")
 # RQ's words for a dead horse.
 _HORSE_DIED = "Work-horse terminated unexpectedly"
 _UNREACHABLE = -3  # _start could not reach Redis
-#: Longest the lifeline sleeps between looks at the horse (its timeout, a shutdown's grace).
-_POLICE_TICK = 0.5
 
 
 @dataclass
@@ -609,7 +607,9 @@ class RecoveryMixin:
     def _lifeline(self, stop: threading.Event) -> None:
         """Beat every HEARTBEAT_INTERVAL and police the horse; in between, sleep on the named
         connection's socket, so a connection Redis closed (a restart, a reset) is opened again at
-        once, well inside CONNECTION_GRACE, without a PING every few hundred milliseconds."""
+        once, well inside CONNECTION_GRACE, without a PING every few hundred milliseconds. It
+        wakes for nothing else: each wake while a horse runs copies the parent's pages that the
+        horse still shares (Python touches its objects), which a busy worker pays for."""
         s = self.settings
         retry = min(0.2, s.heartbeat_interval / 2)  # while Redis is away: try again this often
         conn = self._client("lifeline")
@@ -650,7 +650,8 @@ class RecoveryMixin:
                 stop.wait(retry)
                 closed = False
             else:
-                closed = _wait_readable(conn, stop, min(_POLICE_TICK, until_beat), retry)
+                until_police = self._police_at(attempt) - time.monotonic()
+                closed = _wait_readable(conn, stop, max(0.0, min(until_beat, until_police)), retry)
 
     def _beat(self, conn: Redis, tracker: Tracker, attempt: _Attempt | None, now: float) -> None:
         self._register(conn, tracker)
@@ -661,6 +662,17 @@ class RecoveryMixin:
             emit("attempt_superseded", job_id=attempt.job_id, worker=self.name)
         else:
             self._watch(conn, attempt, now)
+
+    def _police_at(self, attempt: _Attempt | None) -> float:
+        """When (monotonic) `_police_horse` may next have to act: the running horse's timeout
+        plus its grace, or the end of a shutdown's grace. The lifeline sleeps until then or its
+        next beat, whichever is first (a stop requested meanwhile is seen at that beat)."""
+        s, at = self.settings, math.inf
+        if attempt is not None and not attempt.superseded and self._kill is None:
+            at = attempt.started + attempt.timeout + s.hard_kill_grace
+            if self._stop_at is not None:
+                at = min(at, self._stop_at + s.shutdown_grace)
+        return at + 0.01  # its limits are "past": wake just after
 
     def _police_horse(self, attempt: _Attempt | None, now: float) -> None:
         """Kill a horse hung past its timeout, or one that outlives a shutdown's grace."""
