@@ -283,6 +283,39 @@ return {#ids, out, now}
 )
 
 
+# KEYS: intermediate list, limbo hash  ARGV: key prefix, now, liveness_ttl, dry_run (1/0)
+# The dequeue gap in one round trip: forgets first sightings of jobs no longer in the list, notes
+# new ones (queued, or untracked), and returns (id, first seen, state or '') of those in it for a
+# whole lease.
+_LIMBO = """
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+local here = {}
+for _, id in ipairs(ids) do here[id] = true end
+local dry = ARGV[4] == '1'
+local flat = redis.call('HGETALL', KEYS[2])
+local seen = {}
+for i = 1, #flat, 2 do
+  if here[flat[i]] then seen[flat[i]] = flat[i + 1] elseif not dry then redis.call('HDEL', KEYS[2], flat[i]) end
+end
+local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for _, id in ipairs(ids) do
+  local state = redis.call('HGET', ARGV[1] .. 'track:' .. id, 'state')
+  if not state or state == 'queued' then
+    local first = seen[id]
+    if not first then
+      if not dry then redis.call('HSETNX', KEYS[2], id, ARGV[2]) end
+    elseif now - tonumber(first) >= ttl then
+      out[#out + 1] = id
+      out[#out + 1] = first
+      out[#out + 1] = state or ''
+    end
+  end
+end
+return out
+"""
+
+
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
@@ -348,6 +381,7 @@ class Tracker:
         self._beat = connection.register_script(_BEAT)
         self._claim = connection.register_script(_CLAIM)
         self._suspects = connection.register_script(_SUSPECTS)
+        self._limbo = connection.register_script(_LIMBO)
         self.clock = RedisClock(connection)  # every time compared across hosts is Redis's
         self._aof_unavailable_until = 0.0  # monotonic time until which WAITAOF is not tried
         self._missing: dict[str, float] = {}  # worker -> when (monotonic) its connection was first seen gone
@@ -1035,21 +1069,15 @@ class Tracker:
         in_outage: Callable[[float], bool],
     ) -> None:
         intermediate = Queue(queue, connection=self.connection).intermediate_queue_key
-        ids = [_s(x) for x in self.connection.lrange(intermediate, 0, -1)]
-        seen = {_s(k): float(_s(v)) for k, v in self.connection.hgetall(limbo_key(queue)).items()}
-        gone = [j for j in seen if j not in ids]
-        if gone and not dry_run:
-            self.connection.hdel(limbo_key(queue), *gone)
-        for job_id in ids:
-            state = self.connection.hget(track_key(job_id), "state")
-            if state is not None and _s(state) != "queued":
-                continue
-            first = seen.get(job_id)
-            if first is None:
-                if not dry_run:
-                    self.connection.hsetnx(limbo_key(queue), job_id, now)
-                continue
-            if now - first < self.liveness_ttl or in_outage(first):
+        due = [
+            _s(x)
+            for x in self._limbo(
+                keys=[intermediate, limbo_key(queue)], args=[PREFIX, now, self.liveness_ttl, int(dry_run)]
+            )
+        ]
+        for job_id, seen, known in zip(due[0::3], due[1::3], due[2::3], strict=True):
+            first, state = float(seen), known or None
+            if in_outage(first):
                 continue
             reason = f"lost between dequeue and start for {now - first:.1f} s"
             if dry_run:

@@ -789,20 +789,22 @@ class RecoveryMixin:
 
 
 def _wait_readable(client: Redis, stop: threading.Event, timeout: float, fallback: float) -> bool | None:
-    """Sleep up to `timeout` on the socket of `client`'s one idle connection: True when it turned
-    readable (Redis closed it: nothing else is sent unasked), False when it stayed quiet. Where
-    redis-py's pool does not show that socket, sleep `fallback` and return None: the caller then
-    PINGs, as the lifeline always did."""
+    """Sleep up to `timeout` on the socket of `client`'s one idle connection: True when Redis
+    closed it (or sent something unasked), False when it stayed quiet. Where redis-py's pool
+    does not show that socket, sleep `fallback` and return None: the caller then PINGs, as the
+    lifeline always did."""
     conns = getattr(client.connection_pool, "_available_connections", None)
-    sock = getattr(conns[0], "_sock", None) if conns and len(conns) == 1 else None
-    if sock is None:
+    conn = conns[0] if conns and len(conns) == 1 else None
+    sock = getattr(conn, "_sock", None)
+    if conn is None or sock is None:
         stop.wait(min(fallback, timeout))
         return None
     try:
-        readable, _, _ = select.select([sock], [], [], max(0.0, timeout))
-    except (OSError, ValueError):  # closed under us
+        readable, _, _ = select.select([sock], [], [], timeout)
+        # Readable: a close, or only TLS records (a session ticket), which redis-py consumes here.
+        return bool(readable) and bool(conn.can_read(timeout=0))
+    except (RedisConnectionError, RedisTimeoutError, OSError, ValueError):  # closed
         return True
-    return bool(readable)
 
 
 def _func_name(job: Job) -> str:

@@ -389,3 +389,42 @@ def test_an_attempt_whose_worker_died_before_its_horse_marked_it_started_is_requ
     assert report.requeued == 1, report
     assert conn.lrange("rq:queue:gap", 0, -1) == [job.id.encode()]
     assert tracker.start(job.id, token="t2", worker="w2", pid=2) == 2
+
+
+def test_the_dequeue_gap_costs_a_sweep_one_round_trip_per_queue(redis_only):
+    """Jobs in RQ's intermediate list are noted, forgotten once gone, and requeued after a
+    lease; a sweep surveys that list in one script (it was a command per job, and more)."""
+    from rq import Queue
+
+    from harness.nemesis.proxy import TcpProxy
+
+    conn = Redis.from_url(redis_only.redis_url)
+    while conn.info("server")["uptime_in_seconds"] < 2:  # past the Redis-restart hold
+        time.sleep(0.1)
+    port = conn.connection_pool.connection_kwargs["port"]
+    with TcpProxy("127.0.0.1", port, name="limbo-rt") as proxy:
+        via = Redis(host="127.0.0.1", port=proxy.port)
+        tracker = Tracker(via, "gap2", liveness_ttl=1, max_attempts=3)
+        tracked = tracker.enqueue("shap_service.jobs.analyze", kwargs={}, job_timeout=10, result_ttl=60)
+        plain = Queue("gap2", connection=conn).enqueue("time.sleep", 0)  # enqueued without our API
+        for _ in range(2):  # what RQ's dequeue does, by workers that then die
+            conn.lmove("rq:queue:gap2", "rq:queue:gap2:intermediate")
+        limbo = "shap:limbo:gap2"
+        conn.hset(limbo, "long-gone", 1.0)  # a sighting of a job no longer in the list
+
+        tracker.sweep(by="t", connection_check=False, dry_run=True)
+        assert conn.hkeys(limbo) == [b"long-gone"]  # a dry run writes nothing
+
+        tracker.sweep(by="t", connection_check=False)  # warm: scripts loaded, clock read
+        conn.hdel(limbo, tracked.id, plain.id)
+        sends = proxy.stats.requests
+        report = tracker.sweep(by="t", connection_check=False)
+        assert proxy.stats.requests - sends == 2  # the running set's suspects, then the gap
+        assert report.requeued == 0 and set(conn.hkeys(limbo)) == {tracked.id.encode(), plain.id.encode()}
+
+        time.sleep(1.1)
+        report = tracker.sweep(by="t", connection_check=False)
+        assert report.requeued == 2, report
+        assert set(conn.lrange("rq:queue:gap2", 0, -1)) == {tracked.id.encode(), plain.id.encode()}
+        assert conn.hget(track_key(plain.id), "state") == b"queued"  # tracked from here on
+        via.close()
