@@ -693,7 +693,7 @@ class Tracker:
     def watch_connections(self, names: set[str] | None = None) -> bool:
         """Note which workers' connections vanished; True when one just passed CONNECTION_GRACE.
 
-        Cheap (one CLIENT LIST), so sweepers call it several times a second and run a full
+        Cheap (one CLIENT LIST), so the sweepers call it in turn, five times a second, and run a full
         sweep only when a worker has really gone: that is what recovers a killed worker's job
         in about a second instead of a lease.
         """
