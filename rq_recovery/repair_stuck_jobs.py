@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             why = "started by a worker without the fix; its worker is gone and RQ's heartbeat is old"
             report.actions.append({"job_id": job_id, "action": "adopt", "reason": why, "dry_run": True})
     out = {**report.counts(), "adopted": len(adopted), "dry_run": args.dry_run, "actions": report.actions}
-    out["held_s"] = report.held_s
+    out["held_s"] = round(report.held_s, 1)
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if report.held_s > 0:
             print(
-                f"  Redis restarted lately: workers get {report.held_s:.0f} s more to beat again (--force skips this)"
+                f"  Redis restarted lately: workers get {report.held_s:.1f} s more to beat again (--force skips this)"
             )
         for a in report.actions:
             verb = f"would {a['action']}" if args.dry_run else a["action"]

@@ -742,7 +742,8 @@ class Tracker:
                     epoch.check()
                     report = self.sweep(by=by, connection_check=connection_check)
                     if report.held_s > 0 and not holding:
-                        emit("sweep_held", level=logging.WARNING, by=by, why="Redis restarted", held_s=report.held_s)
+                        held_s = round(report.held_s, 1)
+                        emit("sweep_held", level=logging.WARNING, by=by, why="Redis restarted", held_s=held_s)
                     holding = report.held_s > 0
                     if on_report is not None:
                         on_report(report)
@@ -897,9 +898,9 @@ class Tracker:
             if force:
                 return False
             started_at, uptime = redis_started()
-            if ts >= started_at or uptime >= math.ceil(self.liveness_ttl):
+            if ts >= started_at or uptime >= self.liveness_ttl:
                 return False
-            report.held_s = max(report.held_s, math.ceil(self.liveness_ttl) - uptime)
+            report.held_s = max(report.held_s, self.liveness_ttl - uptime)
             return True
 
         if not ids:
@@ -983,23 +984,31 @@ class Tracker:
                 out.append(job_id)
         return out
 
-    def redis_started(self) -> tuple[float, int]:
-        """When Redis (re)started, on Redis's clock, and its uptime in whole seconds.
+    def redis_started(self) -> tuple[float, float]:
+        """The latest moment Redis can have (re)started, on its clock, and the least time it
+        has been up since.
 
         Lease expiry times are absolute, so a lease also runs out while Redis is down: right
         after a restart, every worker that beat before it looks dead. `sweep` gives such a job
-        one whole lease of Redis uptime for its worker to beat again. Where INFO is refused
-        (some managed Redis) or has no uptime, Redis counts as up for ever: leases are judged
-        at once.
+        one whole lease of Redis uptime for its worker to beat again. Redis counts its uptime
+        as its whole-second clock minus its whole-second start time, up to a second more than
+        it has been up (3 s after 2.06 s); read as exact, that cut the hold short by as much.
+        Read as bounds, the hold lasts a lease and up to a second more, never less. Where INFO
+        is refused (some managed Redis) or has no uptime, Redis counts as up for ever: leases
+        are judged at once.
         """
-        forever = 1 << 30
+        forever = float(1 << 30)
         try:
             info = self.connection.info("server")
         except ResponseError:
             return self.clock.now() - forever, forever
-        uptime = int(info.get("uptime_in_seconds", forever))
-        micros = info.get("server_time_usec")  # Redis >= 6.2: the same reply's TIME
-        return (int(micros) / 1e6 if micros else self.clock.now()) - uptime, uptime
+        if "uptime_in_seconds" not in info:
+            return self.clock.now() - forever, forever
+        micros = info.get("server_time_usec")  # Redis >= 6.2: this reply's TIME, whose seconds it counts
+        now = int(micros) / 1e6 if micros else self.clock.now()
+        whole = math.floor(now) if micros else now
+        started_at = min(now, whole - int(info["uptime_in_seconds"]) + 1)
+        return started_at, now - started_at
 
     def _recover_claimed(
         self, report: SweepReport, job_id: str, *, mode: str, token: str, reason: str, by: str

@@ -238,8 +238,7 @@ def test_four_racing_sweepers_requeue_each_job_exactly_once(stack_factory):
         ids.append(job.id)
     # A Redis up for less than a lease holds leases that may have lapsed while it was down (see
     # test_leases_that_lapsed_while_redis_was_down...); this one just started: wait that out.
-    while conn.info("server")["uptime_in_seconds"] < 2:
-        time.sleep(0.1)
+    past_the_restart_hold(tracker)
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(4), ctx.Queue()
     procs = [
@@ -254,6 +253,12 @@ def test_four_racing_sweepers_requeue_each_job_exactly_once(stack_factory):
     queued = [x.decode() for x in conn.lrange("rq:queue:race", 0, -1)]
     assert sorted(queued) == sorted(ids)
     assert all(conn.hget(track_key(j), "requeues") == b"1" for j in ids)
+
+
+def past_the_restart_hold(tracker: Tracker) -> None:
+    """Wait until Redis has surely been up a lease: no lease is held for its worker any more."""
+    while tracker.redis_started()[1] < tracker.liveness_ttl:
+        time.sleep(0.1)
 
 
 def _snapshot(conn: Redis) -> dict:
@@ -281,7 +286,7 @@ def test_leases_that_lapsed_while_redis_was_down_get_one_lease_to_beat_again(sta
     report = tracker.sweep(by="test", connection_check=False)
     assert report.requeued == 0 and report.held_s > 0, report
     assert tracker.beat(alive.id, f"t-{alive.id}")  # its worker reconnects and beats
-    while tracker.redis_started()[1] < 2:
+    while tracker.redis_started()[1] < tracker.liveness_ttl:
         assert tracker.sweep(by="test", connection_check=False).requeued == 0
         assert tracker.beat(alive.id, f"t-{alive.id}")
         time.sleep(0.2)
@@ -378,9 +383,8 @@ def test_an_attempt_whose_worker_died_before_its_horse_marked_it_started_is_requ
     """START ran, then the worker died (or froze) before the horse set RQ's status: RQ still says
     `queued`, yet the job is on no queue. Finalizing it as `queued` would leave it nowhere."""
     conn = Redis.from_url(redis_only.redis_url)
-    while conn.info("server")["uptime_in_seconds"] < 2:  # past the Redis-restart hold
-        time.sleep(0.1)
     tracker = Tracker(conn, "gap", liveness_ttl=2, max_attempts=3)
+    past_the_restart_hold(tracker)
     job = tracker.enqueue("shap_service.jobs.analyze", kwargs={}, job_timeout=10, result_ttl=60)
     conn.lpop("rq:queue:gap")  # taken by a worker
     assert tracker.start(job.id, token="t", worker="ghost", pid=1) == 1
@@ -399,8 +403,7 @@ def test_the_dequeue_gap_costs_a_sweep_one_round_trip_per_queue(redis_only):
     from harness.nemesis.proxy import TcpProxy
 
     conn = Redis.from_url(redis_only.redis_url)
-    while conn.info("server")["uptime_in_seconds"] < 2:  # past the Redis-restart hold
-        time.sleep(0.1)
+    past_the_restart_hold(Tracker(conn, "gap2", liveness_ttl=1, max_attempts=3))
     port = conn.connection_pool.connection_kwargs["port"]
     with TcpProxy("127.0.0.1", port, name="limbo-rt") as proxy:
         via = Redis(host="127.0.0.1", port=proxy.port)
