@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import resource
+import select
 import signal
 import socket
 import sys
@@ -604,22 +605,31 @@ class RecoveryMixin:
             pass
 
     def _lifeline(self, stop: threading.Event) -> None:
+        """Beat every HEARTBEAT_INTERVAL and police the horse; in between, sleep on the named
+        connection's socket, so a connection Redis closed (a restart, a reset) is opened again at
+        once, well inside CONNECTION_GRACE, without a PING every few hundred milliseconds. It
+        wakes for nothing else: each wake while a horse runs copies the parent's pages that the
+        horse still shares (Python touches its objects), which a busy worker pays for."""
         s = self.settings
-        tick = min(0.2, s.heartbeat_interval / 2)  # PINGs keep the named connection up
+        retry = min(0.2, s.heartbeat_interval / 2)  # while Redis is away: try again this often
         conn = self._client("lifeline")
         tracker = self._new_tracker(conn)
         next_beat = 0.0
         lost_at: float | None = None
-        while not stop.wait(tick):
+        closed: bool | None = False
+        while not stop.is_set():
             now = time.monotonic()
             attempt = self._attempt
             try:
                 if now >= next_beat:
                     self._beat(conn, tracker, attempt, now)
-                    next_beat = now + s.heartbeat_interval  # a failed beat is retried next tick
-                else:
-                    conn.ping()  # reconnect at once after a Redis restart
-                self._lifeline_ok_at = time.monotonic()
+                    next_beat = now + s.heartbeat_interval  # a failed beat is retried next round
+                    self._lifeline_ok_at = time.monotonic()
+                elif closed is not False or lost_at is not None:
+                    if closed or lost_at is not None:
+                        conn.connection_pool.disconnect()
+                    conn.ping()  # (re)connect: sweepers look for this connection
+                    self._lifeline_ok_at = time.monotonic()
                 if lost_at is not None:
                     emit("lifeline_restored", worker=self.name, after_s=round(now - lost_at, 3))
                     lost_at = None
@@ -635,6 +645,13 @@ class RecoveryMixin:
                 self._police_horse(attempt, now)  # also while Redis is away
             except Exception as exc:  # noqa: BLE001 - never die
                 log.warning("lifeline: policing the horse: %s", exc)
+            until_beat = next_beat - time.monotonic()
+            if lost_at is not None or until_beat <= 0:  # Redis away, or a beat failed: retry soon
+                stop.wait(retry)
+                closed = False
+            else:
+                until_police = self._police_at(attempt) - time.monotonic()
+                closed = _wait_readable(conn, stop, max(0.0, min(until_beat, until_police)), retry)
 
     def _beat(self, conn: Redis, tracker: Tracker, attempt: _Attempt | None, now: float) -> None:
         self._register(conn, tracker)
@@ -645,6 +662,17 @@ class RecoveryMixin:
             emit("attempt_superseded", job_id=attempt.job_id, worker=self.name)
         else:
             self._watch(conn, attempt, now)
+
+    def _police_at(self, attempt: _Attempt | None) -> float:
+        """When (monotonic) `_police_horse` may next have to act: the running horse's timeout
+        plus its grace, or the end of a shutdown's grace. The lifeline sleeps until then or its
+        next beat, whichever is first (a stop requested meanwhile is seen at that beat)."""
+        s, at = self.settings, math.inf
+        if attempt is not None and not attempt.superseded and self._kill is None:
+            at = attempt.started + attempt.timeout + s.hard_kill_grace
+            if self._stop_at is not None:
+                at = min(at, self._stop_at + s.shutdown_grace)
+        return at + 0.01  # its limits are "past": wake just after
 
     def _police_horse(self, attempt: _Attempt | None, now: float) -> None:
         """Kill a horse hung past its timeout, or one that outlives a shutdown's grace."""
@@ -758,6 +786,25 @@ class RecoveryMixin:
             )
             pipe.expire(key, int(self.settings.liveness_ttl * 3) + 1)
             pipe.execute()
+
+
+def _wait_readable(client: Redis, stop: threading.Event, timeout: float, fallback: float) -> bool | None:
+    """Sleep up to `timeout` on the socket of `client`'s one idle connection: True when Redis
+    closed it (or sent something unasked), False when it stayed quiet. Where redis-py's pool
+    does not show that socket, sleep `fallback` and return None: the caller then PINGs, as the
+    lifeline always did."""
+    conns = getattr(client.connection_pool, "_available_connections", None)
+    conn = conns[0] if conns and len(conns) == 1 else None
+    sock = getattr(conn, "_sock", None)
+    if conn is None or sock is None:
+        stop.wait(min(fallback, timeout))
+        return None
+    try:
+        readable, _, _ = select.select([sock], [], [], timeout)
+        # Readable: a close, or only TLS records (a session ticket), which redis-py consumes here.
+        return bool(readable) and bool(conn.can_read(timeout=0))
+    except (RedisConnectionError, RedisTimeoutError, OSError, ValueError):  # closed
+        return True
 
 
 def _func_name(job: Job) -> str:
