@@ -339,7 +339,8 @@ class RecoveryMixin:
     def _start(self, job: Job, token: str) -> int:
         """Tracker.start, retried over a short Redis blip (START is idempotent per token)."""
         for delay in (0.0, 0.2, 0.5, 1.0):
-            time.sleep(delay)
+            if delay:
+                time.sleep(delay)  # not sleep(0) on the first try: that yields the GIL every job
             try:
                 number = self.tracker.start(job.id, token=token, worker=self.name, pid=os.getpid(), queue=job.origin)
                 if number > 0 and not self._named:
