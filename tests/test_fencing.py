@@ -12,6 +12,7 @@ from redis import Redis
 from redis.exceptions import WatchError
 from rq import Queue
 
+from fixtures.round_trips import proxied_client
 from rq_recovery.fencing import Fence, Superseded, fenced_client
 from rq_recovery.keys import track_key
 from rq_recovery.tracking import Tracker
@@ -158,23 +159,17 @@ def test_an_aborted_commit_records_no_facts_either(raw_redis, started):
 def test_the_fence_check_costs_rqs_transaction_no_round_trip_of_its_own(raw_redis, started):
     """RQ's outcome write is WATCH, its reads, MULTI/EXEC: fenced, the token check goes with
     the WATCH, and the end of the attempt inside the EXEC (it was a WATCH, then a GET)."""
-    from harness.nemesis.proxy import TcpProxy
-
     _tracker, job = started
-    port = raw_redis.connection_pool.connection_kwargs["port"]
-    with TcpProxy("127.0.0.1", port, name="fence-rt") as proxy:
-        client = Redis(host="127.0.0.1", port=proxy.port)
-        client.ping()
-        sends = proxy.stats.requests
+    with proxied_client(raw_redis, name="fence-rt") as via:
+        sends = via.sends()
         fence = Fence(_finished(job), "t1", default_result_ttl=60)
-        with fenced_client(client, fence).pipeline() as pipe:
+        with fenced_client(via.client, fence).pipeline() as pipe:
             pipe.watch(job.dependents_key)
             pipe.multi()
             pipe.set("outcome", "mine")
             pipe.execute()
         assert fence.committed
-        assert proxy.stats.requests - sends == 2  # WATCH + GET, then MULTI ... EXEC
-        client.close()
+        assert via.sends() - sends == 2  # WATCH + GET, then MULTI ... EXEC
 
 
 @pytest.mark.parametrize("name", ["job_duration_seconds", "job_queue_wait_seconds", "horse_peak_rss_bytes"])
@@ -201,25 +196,19 @@ def test_scripts_bucket_observations_as_the_python_side_does(raw_redis, name):
 def test_the_horses_start_is_one_round_trip_that_writes_only_while_current(raw_redis, started):
     """RQ marks the job started in a transaction of its own; fenced, the token check and those
     commands are one script (it was a WATCH, a GET, then the MULTI/EXEC)."""
-    from harness.nemesis.proxy import TcpProxy
-
     tracker, job = started
-    port = raw_redis.connection_pool.connection_kwargs["port"]
-    with TcpProxy("127.0.0.1", port, name="start-rt") as proxy:
-        client = Redis(host="127.0.0.1", port=proxy.port)
-        client.ping()
-        sends = proxy.stats.requests
-        with fenced_client(client, Fence(job, "t1", default_result_ttl=60, ends=False)).pipeline() as pipe:
+    with proxied_client(raw_redis, name="start-rt") as via:
+        sends = via.sends()
+        with fenced_client(via.client, Fence(job, "t1", default_result_ttl=60, ends=False)).pipeline() as pipe:
             pipe.hset("started", mapping={"by": "t1", "n": 1})
             pipe.expire("started", 60)
             assert pipe.execute() == [True, True]
-        assert proxy.stats.requests - sends == 1
+        assert via.sends() - sends == 1
         assert raw_redis.hgetall("started") == {b"by": b"t1", b"n": b"1"} and raw_redis.ttl("started") > 0
 
         tracker.claim(job.id, mode="owner", token="t1", by="sweeper")  # the attempt is superseded
         late = Fence(job, "t1", default_result_ttl=60, ends=False)
-        with pytest.raises(Superseded), fenced_client(client, late).pipeline() as pipe:
+        with pytest.raises(Superseded), fenced_client(via.client, late).pipeline() as pipe:
             pipe.hset("late", "by", "t1")
             pipe.execute()
         assert late.superseded and not raw_redis.exists("late")
-        client.close()

@@ -400,14 +400,12 @@ def test_the_dequeue_gap_costs_a_sweep_one_round_trip_per_queue(redis_only):
     lease; a sweep surveys that list in one script (it was a command per job, and more)."""
     from rq import Queue
 
-    from harness.nemesis.proxy import TcpProxy
+    from fixtures.round_trips import proxied_client
 
     conn = Redis.from_url(redis_only.redis_url)
     past_the_restart_hold(Tracker(conn, "gap2", liveness_ttl=1, max_attempts=3))
-    port = conn.connection_pool.connection_kwargs["port"]
-    with TcpProxy("127.0.0.1", port, name="limbo-rt") as proxy:
-        via = Redis(host="127.0.0.1", port=proxy.port)
-        tracker = Tracker(via, "gap2", liveness_ttl=1, max_attempts=3)
+    with proxied_client(conn, name="limbo-rt") as via:
+        tracker = Tracker(via.client, "gap2", liveness_ttl=1, max_attempts=3)
         tracked = tracker.enqueue("shap_service.jobs.analyze", kwargs={}, job_timeout=10, result_ttl=60)
         plain = Queue("gap2", connection=conn).enqueue("time.sleep", 0)  # enqueued without our API
         for _ in range(2):  # what RQ's dequeue does, by workers that then die
@@ -420,9 +418,9 @@ def test_the_dequeue_gap_costs_a_sweep_one_round_trip_per_queue(redis_only):
 
         tracker.sweep(by="t", connection_check=False)  # warm: scripts loaded, clock read
         conn.hdel(limbo, tracked.id, plain.id)
-        sends = proxy.stats.requests
+        sends = via.sends()
         report = tracker.sweep(by="t", connection_check=False)
-        assert proxy.stats.requests - sends == 2  # the running set's suspects, then the gap
+        assert via.sends() - sends == 2  # the running set's suspects, then the gap
         assert report.requeued == 0 and set(conn.hkeys(limbo)) == {tracked.id.encode(), plain.id.encode()}
 
         time.sleep(1.1)
@@ -430,4 +428,3 @@ def test_the_dequeue_gap_costs_a_sweep_one_round_trip_per_queue(redis_only):
         assert report.requeued == 2, report
         assert set(conn.lrange("rq:queue:gap2", 0, -1)) == {tracked.id.encode(), plain.id.encode()}
         assert conn.hget(track_key(plain.id), "state") == b"queued"  # tracked from here on
-        via.close()
