@@ -239,11 +239,13 @@ def _print_summary(summary: dict) -> None:
         f"\nrun {summary.get('run_id')}  fix={summary.get('fix')}  seed={summary.get('seed')}  "
         f"{summary.get('duration_s', 0):.0f} s"
     )
+    scenarios = summary.get("scenarios", [])
+    w = max([18, *(len(s["name"]) for s in scenarios)])  # the longest name sets the column
     print(
-        f"{'scenario':<18} {'verdict':<8} {'acc':>4} {'fin':>4} {'fail':>4} {'stuck':>5} {'lost':>4} "
+        f"{'scenario':<{w}} {'verdict':<8} {'acc':>4} {'fin':>4} {'fail':>4} {'stuck':>5} {'lost':>4} "
         f"{'p50':>6} {'p99':>6} {'max':>6} {'bound':>6}"
     )
-    for s in summary.get("scenarios", []):
+    for s in scenarios:
         j, r = s["jobs"], s["recovery_s"]
 
         def f(v):
@@ -253,7 +255,7 @@ def _print_summary(summary: dict) -> None:
             return "-" if v is None else str(v)
 
         print(
-            f"{s['name']:<18} {s['verdict']:<8} {n(j['accepted']):>4} {n(j['finished']):>4} {n(j['failed']):>4} "
+            f"{s['name']:<{w}} {s['verdict']:<8} {n(j['accepted']):>4} {n(j['finished']):>4} {n(j['failed']):>4} "
             f"{n(j['stuck']):>5} {n(j['lost']):>4} {f(r['p50']):>6} {f(r['p99']):>6} {f(r['max']):>6} "
             f"{f(s['bound_s']):>6}"
         )
