@@ -14,6 +14,12 @@ The WATCH and the token check travel together (one round trip), and the end is o
 RQ's transaction: the fence costs RQ's outcome write no round trip of its own. The horse's start
 (`ends=False`: RQ marks the job started) is one script that checks the token and runs RQ's
 commands, so it costs none either.
+
+What this leans on, and what catches a change in it: `FencedPipeline.watch` drives redis-py's
+pipeline connection itself (`pack_commands`, `parse_response`, `reset`) to send the WATCH and
+the GET together, and the start script answers True for each of RQ's commands, whose replies
+`prepare_job_execution` ignores today. A redis-py or RQ release that changes either fails
+`tests/test_fencing.py` and the RQ contract run (`make rq-contract`), not a user's job.
 """
 
 from __future__ import annotations

@@ -128,17 +128,17 @@ def test_run_with_the_fix_passes_and_leaves_nothing(tmp_path, harness_cli):
     assert _processes_of_run(summary["run_id"]) == []
 
 
-def test_the_run_summary_keeps_its_columns_for_every_scenario_name(capsys):
+def test_the_run_summary_keeps_its_columns_for_every_scenario_name():
     """`harness run`'s closing table: a long scenario name (redis-restart-empty) must not push
     its row's figures out from under their headings."""
-    from harness.cli.commands import _print_summary
+    from harness.report.summary import summary_table
 
     jobs = {"accepted": 3, "finished": 3, "failed": 0, "stuck": 0, "lost": 0}
     recovery = {"p50": 0.5, "p99": 1.25, "max": 1.5}
     names = ("kill-worker", "redis-restart-empty", "a-scenario-named-at-length")
     scenarios = [{"name": n, "verdict": "pass", "jobs": jobs, "recovery_s": recovery, "bound_s": 8} for n in names]
-    _print_summary({"run_id": "r", "fix": "bundled", "seed": 1, "duration_s": 2, "scenarios": scenarios})
-    header, *rows = capsys.readouterr().out.strip().splitlines()[1:]
+    table = summary_table({"run_id": "r", "fix": "bundled", "seed": 1, "duration_s": 2, "scenarios": scenarios})
+    header, *rows = table.strip().splitlines()[1:]
     assert len(rows) == len(names)
     for row in rows:
         assert len(row) == len(header), (header, row)

@@ -203,7 +203,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     judged = summary.get("run_id") == run_id  # this run's summary, not one an earlier run left here
     if judged:
-        _print_summary(summary)
+        from harness.report.summary import summary_table
+
+        print(summary_table(summary))
     page = report_dir / REPORT_FILE
     print(f"\nreport: {page if page.exists() else report_dir}")
     if rc == 5:
@@ -232,33 +234,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(f"report: {path}")
     return EXIT_OK
-
-
-def _print_summary(summary: dict) -> None:
-    print(
-        f"\nrun {summary.get('run_id')}  fix={summary.get('fix')}  seed={summary.get('seed')}  "
-        f"{summary.get('duration_s', 0):.0f} s"
-    )
-    scenarios = summary.get("scenarios", [])
-    w = max([18, *(len(s["name"]) for s in scenarios)])  # the longest name sets the column
-    print(
-        f"{'scenario':<{w}} {'verdict':<8} {'acc':>4} {'fin':>4} {'fail':>4} {'stuck':>5} {'lost':>4} "
-        f"{'p50':>6} {'p99':>6} {'max':>6} {'bound':>6}"
-    )
-    for s in scenarios:
-        j, r = s["jobs"], s["recovery_s"]
-
-        def f(v):
-            return "-" if v is None else f"{v:.1f}"
-
-        def n(v):
-            return "-" if v is None else str(v)
-
-        print(
-            f"{s['name']:<{w}} {s['verdict']:<8} {n(j['accepted']):>4} {n(j['finished']):>4} {n(j['failed']):>4} "
-            f"{n(j['stuck']):>5} {n(j['lost']):>4} {f(r['p50']):>6} {f(r['p99']):>6} {f(r['max']):>6} "
-            f"{f(s['bound_s']):>6}"
-        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired, TypeVar
@@ -40,6 +41,7 @@ __all__ = [
     "ScenarioEntry",
     "Summary",
     "read_summary",
+    "summary_table",
     "validate_summary",
 ]
 
@@ -195,3 +197,31 @@ def read_summary(path: str | Path) -> Summary:
     """Read a summary.json back; OSError if unreadable, ValueError if it is not JSON of the shape."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     return _validate(_SUMMARY, data, "summary")
+
+
+def summary_table(summary: Mapping[str, Any]) -> str:
+    """The run's closing table, as `harness run` prints it: one row per scenario, its columns
+    as wide as the longest scenario name needs."""
+
+    def f(v: Any) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    def n(v: Any) -> str:
+        return "-" if v is None else str(v)
+
+    scenarios = summary.get("scenarios", [])
+    w = max([18, *(len(s["name"]) for s in scenarios)])
+    lines = [
+        f"\nrun {summary.get('run_id')}  fix={summary.get('fix')}  seed={summary.get('seed')}  "
+        f"{summary.get('duration_s', 0):.0f} s",
+        f"{'scenario':<{w}} {'verdict':<8} {'acc':>4} {'fin':>4} {'fail':>4} {'stuck':>5} {'lost':>4} "
+        f"{'p50':>6} {'p99':>6} {'max':>6} {'bound':>6}",
+    ]
+    for s in scenarios:
+        j, r = s["jobs"], s["recovery_s"]
+        lines.append(
+            f"{s['name']:<{w}} {s['verdict']:<8} {n(j['accepted']):>4} {n(j['finished']):>4} {n(j['failed']):>4} "
+            f"{n(j['stuck']):>5} {n(j['lost']):>4} {f(r['p50']):>6} {f(r['p99']):>6} {f(r['max']):>6} "
+            f"{f(s['bound_s']):>6}"
+        )
+    return "\n".join(lines)
