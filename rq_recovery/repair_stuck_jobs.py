@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             why = "started by a worker without the fix; its worker is gone and RQ's heartbeat is old"
             report.actions.append({"job_id": job_id, "action": "adopt", "reason": why, "dry_run": True})
     out = {**report.counts(), "adopted": len(adopted), "dry_run": args.dry_run, "actions": report.actions}
-    out["held_s"] = round(report.held_s, 1)
+    out["held_s"] = report.held_s
     if args.json:
         print(json.dumps(out, indent=2))
     else:

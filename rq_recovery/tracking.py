@@ -329,7 +329,7 @@ class SweepReport:
     failed: int = 0
     skipped_live: int = 0
     finalized: int = 0
-    held_s: float = 0.0  # > 0: Redis restarted lately; some leases wait this long (see redis_started)
+    held_s: float = 0.0  # > 0: Redis restarted lately; some leases wait this long, to 0.1 s (see redis_started)
     actions: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -742,8 +742,7 @@ class Tracker:
                     epoch.check()
                     report = self.sweep(by=by, connection_check=connection_check)
                     if report.held_s > 0 and not holding:
-                        held_s = round(report.held_s, 1)
-                        emit("sweep_held", level=logging.WARNING, by=by, why="Redis restarted", held_s=held_s)
+                        emit("sweep_held", level=logging.WARNING, by=by, why="Redis restarted", held_s=report.held_s)
                     holding = report.held_s > 0
                     if on_report is not None:
                         on_report(report)
@@ -900,7 +899,7 @@ class Tracker:
             started_at, uptime = redis_started()
             if ts >= started_at or uptime >= self.liveness_ttl:
                 return False
-            report.held_s = max(report.held_s, self.liveness_ttl - uptime)
+            report.held_s = max(report.held_s, math.ceil((self.liveness_ttl - uptime) * 10) / 10)  # > 0 while held
             return True
 
         if not ids:
@@ -997,17 +996,16 @@ class Tracker:
         is refused (some managed Redis) or has no uptime, Redis counts as up for ever: leases
         are judged at once.
         """
-        forever = float(1 << 30)
         try:
             info = self.connection.info("server")
-        except ResponseError:
-            return self.clock.now() - forever, forever
-        if "uptime_in_seconds" not in info:
+            uptime = int(info["uptime_in_seconds"])
+        except (ResponseError, KeyError):
+            forever = float(1 << 30)
             return self.clock.now() - forever, forever
         micros = info.get("server_time_usec")  # Redis >= 6.2: this reply's TIME, whose seconds it counts
         now = int(micros) / 1e6 if micros else self.clock.now()
         whole = math.floor(now) if micros else now
-        started_at = min(now, whole - int(info["uptime_in_seconds"]) + 1)
+        started_at = min(now, whole - uptime + 1)
         return started_at, now - started_at
 
     def _recover_claimed(
