@@ -313,6 +313,19 @@ def test_duplicates_fails_on_conflicting_terminal_status() -> None:
     assert v.details["conflicts"] == {"j1": {"statuses": ["failed", "finished"], "distinct_results": 1}}
 
 
+def test_duplicates_a_job_that_ended_then_vanished_is_loss_not_a_conflict() -> None:
+    """Redis emptied after the job finished (redis-restart-empty): the final read says missing.
+    That is data loss, judged by no_lost and data_loss_reported; no zombie overwrote anything."""
+    s = Script()
+    job(s, "j1", 0, 1.0, result=good_result(), executions=1)
+    s.at(5.0, "terminal", "j1", status="missing", attempts=None, final=True)
+    v = Duplicates().check(s.history)
+    assert v.valid is True
+    assert v.details["conflicts"] == {}
+    assert v.details["duplicates"] == {}
+    assert v.details["lost_after_ending"] == ["j1"]
+
+
 def test_duplicates_fails_on_conflicting_results() -> None:
     s = Script()
     job(s, "j1", 0, 1.0, result=good_result(2))

@@ -15,7 +15,7 @@ from harness.checkers.attribution import attributed
 from harness.checkers.oracle import oracle_predictions
 from harness.checkers.verdict import Verdict, events_by_job
 from harness.checkers.witness import result_execution, stale_result, witnessed, zombie_pids
-from harness.defaults import ADDITIVITY_RTOL, ORACLE_RTOL, SELF_FAULTING_KINDS, TERMINAL_STATUSES
+from harness.defaults import ADDITIVITY_RTOL, MISSING, ORACLE_RTOL, SELF_FAULTING_KINDS, TERMINAL_STATUSES
 from harness.workload.history import ACCEPTED, TERMINAL, History
 
 __all__ = ["Duplicates", "Reexecutions", "ResultCorrect", "additivity_errors"]
@@ -33,7 +33,9 @@ class Duplicates:
     mean a late zombie overwrote a newer attempt: that is a real bug. With a
     witness, executions are its count, a final result from a superseded or
     unseen execution fails (fencing), and a frozen execution that never ended
-    after the heal leaves fencing untested: unknown.
+    after the heal leaves fencing untested: unknown. A job that ended and was
+    then read as missing (Redis lost it) is loss, not a conflict: no_lost and
+    data_loss_reported judge it; here it is only listed.
     """
 
     name = "duplicates"
@@ -47,10 +49,16 @@ class Duplicates:
         over_max: dict[str, int] = {}
         stale: dict[str, str] = {}
         idle_zombies: list[str] = []
+        lost_after_ending: list[str] = []
         late_total = 0
         seen = witnessed(history)
         frozen = zombie_pids(history)
-        for job_id, terms in events_by_job(history, TERMINAL).items():
+        for job_id, all_terms in events_by_job(history, TERMINAL).items():
+            terms = [e for e in all_terms if e.data.get("status") != MISSING]
+            if len(terms) < len(all_terms):
+                lost_after_ending.append(job_id)
+            if not terms:
+                continue
             executions = max(int(e.data.get("executions") or 0) for e in terms)
             if seen is not None:  # the witness's count, not the service's
                 executions = len(seen.get(job_id, []))
@@ -84,6 +92,7 @@ class Duplicates:
             "witness": seen is not None,
             "stale_results": stale,
             "zombies_that_never_acted": idle_zombies,
+            "lost_after_ending": lost_after_ending,
         }
         if conflicts or over_max or stale:
             return Verdict(self.name, False, details)
