@@ -29,6 +29,11 @@ def test_quick_bench_is_well_formed(tmp_path, harness_cli):
     horse = res["recovery"]["kill-horse-stock"]  # stock RQ fails the job of a dead horse at once
     assert [t["status"] for t in horse["trials"]] == ["failed"], horse
     assert res["overhead"]["on"]["jobs_per_s"] > 0 and res["overhead"]["off"]["jobs_per_s"] > 0
+    for side in ("on", "off"):  # every role spent CPU on the jobs; the horses most of the workers'
+        cpu = res["overhead"][side]["cpu_ms_per_job"]
+        assert set(cpu) == {"worker_main", "worker_threads", "horses", "redis"}, cpu
+        assert cpu["horses"] > cpu["worker_main"] > 0 and cpu["redis"] > 0, cpu
+    assert "CPU ms per job: fix" in run.stdout
     assert res["scale"]["terminal_pct"] == 100.0 and res["scale"]["lost"] == 0 and res["scale"]["kills"] >= 1
     assert res["sweep"]["skipped_live"] == res["sweep"]["entries"] and res["sweep"]["sweep_ms"]["p50"] > 0
     assert res["shap"]["horse_peak_rss_mb"] > 50 and res["shap"]["worker_rss_at_rest_mb"] > 50

@@ -172,6 +172,11 @@ def print_table(res: dict[str, Any]) -> None:
         ),
         ("Redis commands per job: fix", f"{o['fix_commands_per_job']}", f"on {o['on']['redis_commands_per_job']}"),
         (
+            "CPU ms per job: fix (main / threads / horses / Redis)",
+            " / ".join(f"{v:+.2f}" for v in o["fix_cpu_ms_per_job"].values()),
+            "worker main thread, its other threads, work-horses, Redis",
+        ),
+        (
             "Redis round trips per job: fix",
             f"{o.get('fix_round_trips_per_job', '-')}",
             f"on {o['on'].get('round_trips_per_job', '-')}, off {o['off'].get('round_trips_per_job', '-')}",

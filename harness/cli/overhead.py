@@ -3,11 +3,15 @@
 Throughput through pre-filled queues (the workers idle while it fills, so only their work is
 timed), Redis commands per job (`INFO commandstats`), and round trips per job, counted as the
 workers' sends through the harness's proxies in a second, smaller run (the proxies slow the
-workers, so that run is not timed). `bench_overhead_both` runs the two sides in ABBA order.
+workers, so that run is not timed). CPU per job by role is read from `/proc` over the timed
+drain: the workers' main threads (RQ's loop and the fork), their other threads (RQ's command
+listener; with the recovery layer, its lifeline and sweeper too), their reaped work-horses, and
+Redis. `bench_overhead_both` runs the two sides in ABBA order.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,11 +21,44 @@ from harness.backends.config import StackConfig
 from harness.backends.local.stack import Stack
 from harness.defaults import SAMPLE_ROW as ROW
 
-__all__ = ["bench_overhead", "bench_overhead_both"]
+__all__ = ["CPU_ROLES", "bench_overhead", "bench_overhead_both", "cpu_by_role"]
+
+#: What `cpu_by_role` reports, in this order.
+CPU_ROLES = ("worker_main", "worker_threads", "horses", "redis")
 
 
 def _commands(stack: Stack) -> int:
     return sum(int(v["calls"]) for k, v in stack.redis.info("commandstats").items() if k.startswith("cmdstat_"))
+
+
+def _stat(path: str) -> list[str]:
+    """A /proc stat line's fields after the command name (which may hold spaces): field 3 first."""
+    with open(path) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def cpu_by_role(worker_pids: list[int], redis_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far, by role, from /proc; a process gone counts 0.
+
+    Horses are counted once reaped (their parent's cutime / cstime), so read after a drain.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    out = dict.fromkeys(CPU_ROLES, 0.0)
+    for pid in worker_pids:
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                f = _stat(f"/proc/{pid}/task/{tid}/stat")
+                out["worker_main" if int(tid) == pid else "worker_threads"] += (int(f[11]) + int(f[12])) / tick
+            f = _stat(f"/proc/{pid}/stat")
+            out["horses"] += (int(f[13]) + int(f[14])) / tick
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    try:
+        f = _stat(f"/proc/{redis_pid}/stat")
+        out["redis"] = (int(f[11]) + int(f[12])) / tick
+    except FileNotFoundError:
+        pass
+    return out
 
 
 def bench_overhead(
@@ -33,21 +70,23 @@ def bench_overhead(
     workers' sends to Redis, a pipeline or a script being one."""
     out: dict[str, Any] = {"fix": fix, "jobs": jobs, "workers": workers}
     with Stack(StackConfig(workers=workers, fix=fix, chaos_hooks=False)) as stack:
-        elapsed, commands, _ = _drain(stack, jobs)
+        elapsed, commands, _, cpu = _drain(stack, jobs)
     out.update(seconds=round(elapsed, 2), jobs_per_s=round(jobs / elapsed, 2))
     out["redis_commands_per_job"] = round(commands / jobs, 1)
+    out["cpu_ms_per_job"] = {role: round(1000 * s / jobs, 2) for role, s in cpu.items()}
     if round_trip_jobs > 0:
         config = StackConfig(workers=workers, fix=fix, chaos_hooks=False, worker_redis_via_proxy=True)
         with Stack(config) as stack:
-            _, _, sends = _drain(stack, round_trip_jobs)
+            _, _, sends, _ = _drain(stack, round_trip_jobs)
         out["round_trip_jobs"] = round_trip_jobs
         out["round_trips_per_job"] = round(sends / round_trip_jobs, 1)
     return out
 
 
-def _drain(stack: Stack, jobs: int) -> tuple[float, int, int]:
+def _drain(stack: Stack, jobs: int) -> tuple[float, int, int, dict[str, float]]:
     """Fill the suspended queue with `jobs`, resume, wait until all are terminal: (seconds,
-    Redis commands, workers' sends through their proxies) from the resume to the last."""
+    Redis commands, workers' sends through their proxies, CPU seconds by role) from the resume
+    to the last."""
     from rq.suspension import resume, suspend
 
     suspend(stack.redis)  # workers idle while the queue fills, so only their work is timed
@@ -59,11 +98,21 @@ def _drain(stack: Stack, jobs: int) -> tuple[float, int, int]:
     def sends() -> int:
         return sum(w.proxy.stats.requests for w in stack.workers if w.proxy is not None)
 
-    c0, s0, t0 = _commands(stack), sends(), time.monotonic()
+    if stack.redis_proc is None:
+        raise RuntimeError("the stack's Redis is not running")
+    worker_pids, redis_pid = [w.pid for w in stack.workers], stack.redis_proc.pid
+
+    def cpu() -> dict[str, float]:
+        return cpu_by_role(worker_pids, redis_pid)
+
+    cpu0, c0, s0, t0 = cpu(), _commands(stack), sends(), time.monotonic()
     resume(stack.redis)
     while stack.redis.zcard(f"rq:finished:{q}") + stack.redis.zcard(f"rq:failed:{q}") < jobs:
         time.sleep(0.05)
-    return time.monotonic() - t0, _commands(stack) - c0, sends() - s0
+    elapsed = time.monotonic() - t0
+    time.sleep(0.2)  # the last horses are reaped (their CPU joins their parent's) after they commit
+    cpu1 = cpu()
+    return elapsed, _commands(stack) - c0, sends() - s0, {r: cpu1[r] - cpu0[r] for r in CPU_ROLES}
 
 
 def bench_overhead_both(
@@ -86,6 +135,9 @@ def bench_overhead_both(
         out["jobs_per_s"] = round(sum(r["jobs"] for r in rs) / total_s, 2)
         out["jobs_per_s_each"] = [r["jobs_per_s"] for r in rs]
         out["redis_commands_per_job"] = round(statistics.mean(r["redis_commands_per_job"] for r in rs), 1)
+        out["cpu_ms_per_job"] = {
+            role: round(statistics.mean(r["cpu_ms_per_job"][role] for r in rs), 2) for role in CPU_ROLES
+        }
         return out
 
     on, off = pooled("bundled"), pooled("none")
@@ -95,6 +147,9 @@ def bench_overhead_both(
         "order": [fix for pair in order for fix in pair],
         "throughput_ratio": round(on["jobs_per_s"] / off["jobs_per_s"], 3),
         "fix_commands_per_job": round(on["redis_commands_per_job"] - off["redis_commands_per_job"], 1),
+        "fix_cpu_ms_per_job": {
+            role: round(on["cpu_ms_per_job"][role] - off["cpu_ms_per_job"][role], 2) for role in CPU_ROLES
+        },
     }
     if round_trip_jobs > 0:
         out["fix_round_trips_per_job"] = round(on["round_trips_per_job"] - off["round_trips_per_job"], 1)
