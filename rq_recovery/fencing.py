@@ -24,7 +24,6 @@ the GET together, and the start script answers True for each of RQ's commands, w
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -260,7 +259,11 @@ class FencedPipeline(Pipeline):
 
 def fenced_client(connection: Redis, fence: Fence) -> Redis:
     """`connection`, whose transactional pipelines are fenced; everything else is unchanged."""
-    client = copy.copy(connection)
+    # What copy.copy does, without its pickling protocol (`copyreg._slotnames` walks the class's
+    # MRO in every fresh horse, whose cache dies with it: a tenth of a millisecond per write).
+    cls = type(connection)
+    client = cls.__new__(cls)
+    client.__dict__.update(vars(connection))
     # The copy shares the pool: when it is collected, it must not close it (a copy of a client
     # that made its own pool would: every fenced write then cost the process a reconnect).
     client.auto_close_connection_pool = False
