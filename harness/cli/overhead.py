@@ -11,7 +11,6 @@ Redis. `bench_overhead_both` runs the two sides in ABBA order.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,32 +30,26 @@ def _commands(stack: Stack) -> int:
     return sum(int(v["calls"]) for k, v in stack.redis.info("commandstats").items() if k.startswith("cmdstat_"))
 
 
-def _stat(path: str) -> list[str]:
-    """A /proc stat line's fields after the command name (which may hold spaces): field 3 first."""
-    with open(path) as f:
-        return f.read().rsplit(")", 1)[1].split()
-
-
 def cpu_by_role(worker_pids: list[int], redis_pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) so far, by role, from /proc; a process gone counts 0.
-
-    Horses are counted once reaped (their parent's cutime / cstime), so read after a drain.
+    """CPU seconds (user + system) so far, by role (psutil's reading of /proc); a process gone
+    counts 0. Horses are counted once reaped (their parent's children times): read after a drain.
     """
-    tick = os.sysconf("SC_CLK_TCK")
+    import psutil
+
     out = dict.fromkeys(CPU_ROLES, 0.0)
     for pid in worker_pids:
         try:
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                f = _stat(f"/proc/{pid}/task/{tid}/stat")
-                out["worker_main" if int(tid) == pid else "worker_threads"] += (int(f[11]) + int(f[12])) / tick
-            f = _stat(f"/proc/{pid}/stat")
-            out["horses"] += (int(f[13]) + int(f[14])) / tick
-        except (FileNotFoundError, ProcessLookupError):
+            proc = psutil.Process(pid)
+            for t in proc.threads():
+                out["worker_main" if t.id == pid else "worker_threads"] += t.user_time + t.system_time
+            times = proc.cpu_times()
+            out["horses"] += times.children_user + times.children_system
+        except psutil.NoSuchProcess:
             continue
     try:
-        f = _stat(f"/proc/{redis_pid}/stat")
-        out["redis"] = (int(f[11]) + int(f[12])) / tick
-    except FileNotFoundError:
+        times = psutil.Process(redis_pid).cpu_times()
+        out["redis"] = times.user + times.system
+    except psutil.NoSuchProcess:
         pass
     return out
 
@@ -110,7 +103,9 @@ def _drain(stack: Stack, jobs: int) -> tuple[float, int, int, dict[str, float]]:
     while stack.redis.zcard(f"rq:finished:{q}") + stack.redis.zcard(f"rq:failed:{q}") < jobs:
         time.sleep(0.05)
     elapsed = time.monotonic() - t0
-    time.sleep(0.2)  # the last horses are reaped (their CPU joins their parent's) after they commit
+    reaped_by = time.monotonic() + 5  # the last horses commit, then their parents reap them
+    while any(w.horse_pids() for w in stack.workers) and time.monotonic() < reaped_by:
+        time.sleep(0.02)
     cpu1 = cpu()
     return elapsed, _commands(stack) - c0, sends() - s0, {r: cpu1[r] - cpu0[r] for r in CPU_ROLES}
 
