@@ -443,6 +443,34 @@ def test_running_jobs_from_rq_data_and_the_fix():
     assert [(x.worker, x.job_id) for x in running_jobs(r, "q", fix="none")] == [("w1", "a"), ("w2", "b")]
 
 
+def test_running_jobs_reads_the_fix_under_the_services_key_prefix():
+    # A target whose workers run with KEY_PREFIX=app: : the harness's own "shap:" is not theirs.
+    r = FakeRedis(
+        zsets={"rq:wip:q": [b"a:e1"]},
+        hashes={
+            "rq:job:a": {"status": b"started", "worker_name": b"w1"},
+            "app:track:a": {"state": b"recovering", "worker": b"w1"},  # presumed dead
+        },
+    )
+    assert running_jobs(r, "q", key_prefix="app:") == []
+    assert [(x.worker, x.job_id) for x in running_jobs(r, "q")] == [("w1", "a")]  # no shap:track
+
+
+def test_fault_context_takes_the_key_prefix_the_workers_get():
+    class _Stack:
+        def __init__(self, env):
+            self.env = env
+
+        def service_env(self, **extra):
+            return dict(self.env)
+
+    history = History()
+    ctx = FaultContext(stack=_Stack({"KEY_PREFIX": "app:"}), history=history, rng=random.Random(1))  # type: ignore[arg-type]
+    assert ctx.key_prefix == "app:"
+    ctx = FaultContext(stack=_Stack({}), history=history, rng=random.Random(1))  # type: ignore[arg-type]
+    assert ctx.key_prefix == "shap:"
+
+
 # -- TCP proxy ------------------------------------------------------------------------------
 
 

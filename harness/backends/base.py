@@ -123,6 +123,10 @@ class Backend(Protocol):
         """Start one more worker (a platform restarting an instance)."""
         ...
 
+    def service_env(self, **extra: str) -> dict[str, str]:
+        """The settings the API and the workers get (their KEY_PREFIX, for one)."""
+        ...
+
     def kill_redis(self) -> dict[str, Any]:
         """SIGKILL Redis and wait for it to be gone."""
         ...

@@ -192,6 +192,8 @@ def bench_suite(*, scenarios: tuple[str, ...] = ()) -> dict[str, Any]:
 
 def bench_scale(*, jobs: int = 10_000, workers: int = 8, kill_every: float = 2.0, cap: float = 1800.0) -> dict:
     """`jobs` jobs, `workers` workers, a random busy worker SIGKILLed every `kill_every` s."""
+    from rq_recovery.keys import track_key
+
     with Stack(StackConfig(workers=workers, chaos_hooks=False)) as stack:
         stop = threading.Event()
         kills: list[float] = []
@@ -227,7 +229,7 @@ def bench_scale(*, jobs: int = 10_000, workers: int = 8, kill_every: float = 2.0
         elapsed = time.monotonic() - t0
         with stack.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hmget(f"shap:track:{job_id}", ["attempt", "late_completions"])
+                pipe.hmget(track_key(job_id), ["attempt", "late_completions"])
             tracks = pipe.execute()
     attempts = [int(a or 0) for a, _ in tracks]
     return {
@@ -246,7 +248,7 @@ def bench_scale(*, jobs: int = 10_000, workers: int = 8, kill_every: float = 2.0
 
 def bench_sweep(*, entries: int = 10_000) -> dict[str, Any]:
     """One sweep pass over `entries` started attempts (all alive), and the fix's memory per job."""
-    from rq_recovery.keys import running_key
+    from rq_recovery.keys import connection_name, live_key, running_key, track_key
     from rq_recovery.tracking import Tracker  # a benchmark of the fix itself
 
     with Stack(StackConfig(workers=0)) as stack:
@@ -255,13 +257,13 @@ def bench_sweep(*, entries: int = 10_000) -> dict[str, Any]:
         ids = [str(uuid.uuid4()) for _ in range(entries)]
         for job_id in ids:
             tracker.start(job_id, token=f"t{job_id}", worker="w1", pid=1)
-        r.client_setname("shapfix:w1")
+        r.client_setname(connection_name("w1"))
         passes = []
         for _ in range(5):
             t = time.perf_counter()
             report = tracker.sweep(by="bench")
             passes.append((time.perf_counter() - t) * 1000)
-        per_job = (r.memory_usage(f"shap:track:{ids[0]}") or 0) + (r.memory_usage(f"shap:live:{ids[0]}") or 0)
+        per_job = (r.memory_usage(track_key(ids[0])) or 0) + (r.memory_usage(live_key(ids[0])) or 0)
         zset = (r.memory_usage(running_key()) or 0) / entries
     return {
         "entries": entries,

@@ -8,7 +8,8 @@ liveness bound with a dead worker; render.yaml consistent with the code. Writes 
 exits 0 when every check passes, 1 otherwise (2 usage, 3 unreachable Redis).
 
 It only reads, plus the one analysis it submits: it talks HTTP to the API and reads Redis
-through RQ's data (and the recovery layer's leases where present).
+through RQ's data (and the recovery layer's leases where present, under the `KEY_PREFIX` and
+`CONNECTION_PREFIX` of this environment: set them as the service has them).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from redis.exceptions import RedisError
 from harness.defaults import SAMPLE_ROW as ROW
 from harness.text import text
 from rq_recovery.clock import server_time
+from rq_recovery.keys import connection_name, live_key, track_key, worker_key
 
 __all__ = ["Finding", "main", "verify"]
 
@@ -111,7 +113,7 @@ def _workers(r: Redis, queue: str, bound: float) -> Finding:
     for name in names:
         if not r.exists(f"rq:worker:{name}"):
             continue
-        beat = r.hget(f"shap:worker:{name}", "beat_at")
+        beat = r.hget(worker_key(name), "beat_at")
         age = None if beat is None else now - float(beat)
         rows.append({"name": name, "fix": beat is not None, "beat_age_s": None if age is None else round(age, 1)})
         if age is not None and age > bound:
@@ -135,12 +137,12 @@ def _no_stuck(r: Redis, queue: str, bound: float) -> Finding:
     wip = cast(list[tuple[bytes, float]], r.zrange(f"rq:wip:{queue}", 0, -1, withscores=True))
     for member, deadline in wip:
         job_id = str(text(member)).split(":")[0]
-        if r.exists(f"shap:live:{job_id}"):
+        if r.exists(live_key(job_id)):
             continue  # the recovery layer's lease says its worker is alive
-        beat = r.hget(f"shap:track:{job_id}", "heartbeat_at")
+        beat = r.hget(track_key(job_id), "heartbeat_at")
         silent = now - float(beat) if beat else None  # None: not run by the recovery layer
         worker = text(r.hget(f"rq:job:{job_id}", "worker_name")) or ""
-        dead = bool(worker) and worker not in clients and f"shapfix:{worker}" not in clients
+        dead = bool(worker) and worker not in clients and connection_name(worker) not in clients
         if deadline < now or (silent is not None and silent > bound) or (silent is None and dead):
             stuck.append({"job_id": job_id, "worker": worker, "worker_connected": not dead})
     detail = (

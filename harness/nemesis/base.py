@@ -3,12 +3,14 @@
 A fault aimed at "a worker running a job right now" finds one from Redis: RQ's started
 registry ``rq:wip:<queue>`` (members ``job_id:execution_id``) and the job hash's
 ``worker_name`` work for any RQ service, stock RQ included; with the bundled fix the tracked
-job hash ``shap:track:<id>`` (state ``running``, ``worker``) is consulted as well, so a job
-already presumed dead and recovered is not mistaken for a running one.
+job hash ``<KEY_PREFIX>track:<id>`` (state ``running``, ``worker``) is consulted as well, so a
+job already presumed dead and recovered is not mistaken for a running one. The prefix is the
+one the service's workers are given (a target's ``KEY_PREFIX``), not the harness's own.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import threading
@@ -21,6 +23,7 @@ from harness.defaults import TARGET_POLL_S
 from harness.text import text
 from harness.wait import eventually
 from harness.workload.history import NOTE, History
+from rq_recovery.config import default
 
 if TYPE_CHECKING:
     from harness.backends.base import Backend, WorkerControl
@@ -74,8 +77,11 @@ class Running:
     job_id: str
 
 
-def running_jobs(redis: Any, queues: str | Sequence[str], *, fix: str = "bundled") -> list[Running]:
-    """Jobs being executed right now on `queues`, from RQ's own data (and the fix's, when it runs)."""
+def running_jobs(
+    redis: Any, queues: str | Sequence[str], *, fix: str = "bundled", key_prefix: str = default("KEY_PREFIX")
+) -> list[Running]:
+    """Jobs being executed right now on `queues`, from RQ's own data (and the fix's, when it runs,
+    under `key_prefix`)."""
     out = []
     members = []
     for queue in [queues] if isinstance(queues, str) else queues:
@@ -88,7 +94,7 @@ def running_jobs(redis: Any, queues: str | Sequence[str], *, fix: str = "bundled
         if status != "started":
             continue
         if fix != "none":
-            state, tracked_worker = (text(v) for v in redis.hmget(f"shap:track:{job_id}", "state", "worker"))
+            state, tracked_worker = (text(v) for v in redis.hmget(f"{key_prefix}track:{job_id}", "state", "worker"))
             if state in ("completing", "recovering", "finished", "failed"):
                 continue  # writing its outcome, or presumed dead and being recovered
             if state == "running":
@@ -116,6 +122,15 @@ class FaultContext:
     def note(self, text: str, **data: Any) -> None:
         self.history.record(NOTE, text=text, **data)
 
+    @functools.cached_property
+    def key_prefix(self) -> str:
+        """The recovery layer's KEY_PREFIX as the service's workers have it."""
+        return self.stack.service_env().get("KEY_PREFIX") or default("KEY_PREFIX")
+
+    def running_now(self) -> list[Running]:
+        """Every job the stack's workers run now (`running` also leaves out held workers' jobs)."""
+        return running_jobs(self.stack.redis, self.stack.config.queues, fix=self.fix, key_prefix=self.key_prefix)
+
     @property
     def backend(self) -> str:
         return str(getattr(self.stack, "backend", "local"))
@@ -129,7 +144,7 @@ class FaultContext:
     def running(self, kinds: Sequence[str] | None = None) -> list[Running]:
         """Running jobs of `kinds` on workers this stack started, alive and not held by a fault."""
         found = []
-        for r in running_jobs(self.stack.redis, self.stack.config.queues, fix=self.fix):
+        for r in self.running_now():
             handle = self.handle(r.worker)
             if handle is None or not handle.alive():
                 continue

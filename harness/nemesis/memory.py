@@ -22,7 +22,7 @@ from harness.defaults import (
     OOM_TREE_LIMIT_MB,
     OOM_WATCH_INTERVAL_S,
 )
-from harness.nemesis.base import FaultContext, NoTarget, running_jobs
+from harness.nemesis.base import FaultContext, NoTarget
 from harness.wait import eventually
 from harness.workload.history import FAULT_INJECTED
 
@@ -136,7 +136,7 @@ class OOM:
 
     def _job_of(self, ctx: FaultContext, worker: str) -> str | None:
         try:
-            for r in running_jobs(ctx.stack.redis, ctx.stack.config.queues, fix=ctx.fix):
+            for r in ctx.running_now():
                 if r.worker == worker:
                     return r.job_id
         except Exception:  # noqa: BLE001
@@ -200,7 +200,7 @@ class OOM:
         while not stopping:  # after heal one last pass: a kill just before the run ended counts too
             stopping = self._stop.wait(self.interval_s)
             try:
-                for r in running_jobs(stack.redis, stack.config.queues, fix=ctx.fix):
+                for r in ctx.running_now():
                     last_job[r.worker] = r.job_id
             except Exception:  # noqa: BLE001 - Redis busy: the last view will do
                 pass
