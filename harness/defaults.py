@@ -123,6 +123,11 @@ SERVICE_JOB_TIMEOUT_S = 180.0
 SERVICE_HARD_KILL_GRACE_S = 10.0
 SERVICE_MAX_ATTEMPTS = 3
 
+# --- benchmarks --------------------------------------------------------------------------------
+#: A benchmark's wait for a job spaces its polls by this fraction of the time waited so far: its
+#: figures are known to 0.2 %, and stock RQ's 13.5-minute waits poll a few times a second.
+BENCH_POLL_RESOLUTION = 0.002
+
 # --- checkers ----------------------------------------------------------------------------------
 #: SHAP additivity tolerance: |base + sum(shap) - prediction| <= rtol * max(1, |prediction|).
 ADDITIVITY_RTOL = 1e-6

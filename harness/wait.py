@@ -22,19 +22,26 @@ class NotReady(RuntimeError):
     """Something did not become ready in time; the message holds its last error and log tail."""
 
 
-def eventually(check: Callable[[], T], *, timeout: float, interval: float = 0.05) -> T | None:
+def eventually(check: Callable[[], T], *, timeout: float, interval: float = 0.05, relative: float = 0.0) -> T | None:
     """Poll `check` until it returns a truthy value (returned) or `timeout` seconds pass (the
-    last value, falsy, or None if it only raised)."""
-    deadline = time.monotonic() + timeout
+    last value, falsy, or None if it only raised).
+
+    `relative` > 0 spaces the polls by at least that fraction of the time waited so far: a wait
+    that may last minutes then costs a few polls a second instead of one per `interval`, and
+    when it ends is still known to that fraction.
+    """
+    start = time.monotonic()
+    deadline = start + timeout
     value: T | None = None
     while True:
         try:
             value = check()
         except Exception:  # noqa: BLE001 - not yet
             value = None
-        if value or time.monotonic() >= deadline:
+        now = time.monotonic()
+        if value or now >= deadline:
             return value
-        time.sleep(interval)
+        time.sleep(max(interval, relative * (now - start)))
 
 
 def wait_until(

@@ -471,6 +471,27 @@ def test_fault_context_takes_the_key_prefix_the_workers_get():
     assert ctx.key_prefix == "shap:"
 
 
+# -- waiting --------------------------------------------------------------------------------
+
+
+def test_eventually_spaces_its_polls_out_as_a_wait_lasts():
+    # A 13.5-minute wait of stock RQ's trials polled 50 times a second beside the other
+    # benchmarks; relative= spaces the polls by a fraction of the time waited.
+    calls = []
+
+    def never() -> bool:
+        calls.append(time.monotonic())
+        return False
+
+    assert not eventually(never, timeout=1.5, interval=0.01)
+    fixed = len(calls)
+    calls.clear()
+    assert not eventually(never, timeout=1.5, interval=0.01, relative=0.5)
+    assert fixed > 60 and len(calls) < 25, (fixed, len(calls))
+    gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
+    assert gaps[-1] >= 0.5 * (calls[-2] - calls[0]) - 0.01  # the last gap: half the wait so far
+
+
 # -- TCP proxy ------------------------------------------------------------------------------
 
 
