@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,9 @@ def _dist(values: list[float | None], cap: float) -> dict[str, Any]:
 # -- recovery latency -------------------------------------------------------------------------
 
 
-def _fault_trial(stack: Stack, *, fault: str, job_s: float, cap: float) -> dict[str, Any]:
+def _fault_trial(
+    stack: Stack, *, fault: str, job_s: float, cap: float, struck: Callable[[], None] | None = None
+) -> dict[str, Any]:
     job_id = stack.submit([ROW], chaos={"sleep_s": job_s})["job_id"]
     _, view = _poll(stack, job_id, lambda v: v["status"] == "started" and v["worker"], cap=60)
     victim = stack.worker(view["worker"])
@@ -86,6 +89,8 @@ def _fault_trial(stack: Stack, *, fault: str, job_s: float, cap: float) -> dict[
         victim.process.signal_tree(signal.SIGSTOP)
     else:
         raise ValueError(f"unknown fault {fault}")
+    if struck is not None:
+        struck()
 
     def moved(v: dict) -> bool:
         return (
@@ -116,12 +121,15 @@ def bench_recovery(
     parallel: int = 1,
     cap: float = 600.0,
     job_s: float = 5.0,
+    struck: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Fault -> requeued and fault -> terminal, production defaults, one idle worker surviving."""
+    """Fault -> requeued and fault -> terminal, production defaults, one idle worker surviving.
+
+    `struck` is called each time a fault has hit (from the trial's thread)."""
 
     def one_stack(n: int) -> list[dict]:
         with Stack(StackConfig(workers=2, fix=fix)) as stack:
-            return [_fault_trial(stack, fault=fault, job_s=job_s, cap=cap) for _ in range(n)]
+            return [_fault_trial(stack, fault=fault, job_s=job_s, cap=cap, struck=struck) for _ in range(n)]
 
     per = [trials // parallel + (1 if i < trials % parallel else 0) for i in range(parallel)]
     with ThreadPoolExecutor(parallel) as pool:
