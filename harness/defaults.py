@@ -127,6 +127,10 @@ SERVICE_MAX_ATTEMPTS = 3
 #: A benchmark's wait for a job spaces its polls by this fraction of the time waited so far: its
 #: figures are known to 0.2 %, and stock RQ's 13.5-minute waits poll a few times a second.
 BENCH_POLL_RESOLUTION = 0.002
+#: `bench all` measures the overhead once each stock-RQ trial beside it polls at most this often
+#: (100 s after their faults): the six trials' polls, 50 a second each at first, are a load that
+#: fades during the first runs, which ABBA order does not cancel (it cancels a steady drift).
+BENCH_QUIET_POLL_RATE = 5.0
 
 # --- checkers ----------------------------------------------------------------------------------
 #: SHAP additivity tolerance: |base + sum(shap) - prediction| <= rtol * max(1, |prediction|).

@@ -37,6 +37,7 @@ def test_quick_bench_is_well_formed(tmp_path, harness_cli):
     # the overhead ran once both stock stacks had struck (well before the 120 s give-up)
     assert 0 < res["overhead"]["waited_for_stock_faults_s"] < 120, res["overhead"]
     assert isinstance(res["overhead"]["stock_trials_ran_throughout"], bool)
+    assert res["overhead"]["then_waited_for_quiet_polls_s"] == 0, res["overhead"]  # 100 s in a full run
     assert res["scale"]["terminal_pct"] == 100.0 and res["scale"]["lost"] == 0 and res["scale"]["kills"] >= 1
     assert res["sweep"]["skipped_live"] == res["sweep"]["entries"] and res["sweep"]["sweep_ms"]["p50"] > 0
     assert res["shap"]["horse_peak_rss_mb"] > 50 and res["shap"]["worker_rss_at_rest_mb"] > 50
