@@ -41,6 +41,7 @@ __all__ = [
     "record_attempt",
     "record_outcome",
     "record_recovery",
+    "tree_rss_bytes",
 ]
 
 #: name -> (help, upper bounds in base units)
@@ -155,6 +156,35 @@ def memory_limit_bytes(env_mb: float = 0.0) -> int | None:
         if raw.isdigit() and int(raw) < 2**60:  # "max" or a huge number mean unlimited
             return int(raw)
     return int(env_mb * 2**20) if env_mb else None
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of `pid` and its descendants, in bytes.
+
+    Read from /proc (each task's `children`, each process's `statm`), which costs a few files.
+    psutil's `children()` reads every process on the host instead: at each heartbeat of each
+    worker, that grows with the host (1.8 ms with 90 processes here). Falls back to psutil
+    where the kernel has no `children` files.
+    """
+    if pid <= 0:
+        raise ProcessLookupError(pid)
+    me = os.getpid()
+    if not Path(f"/proc/{me}/task/{me}/children").exists():
+        import psutil
+
+        proc = psutil.Process(pid)
+        return int(proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True)))
+    total, todo, page = 0, [pid], os.sysconf("SC_PAGE_SIZE")
+    while todo:
+        p = todo.pop()
+        try:
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * page
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            if p == pid:
+                raise ProcessLookupError(pid) from None
+    return total
 
 
 def recommend_plan(peak_bytes: int, *, headroom: float = 1.25) -> str:

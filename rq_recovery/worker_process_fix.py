@@ -691,10 +691,9 @@ class RecoveryMixin:
         """Flag a job that runs abnormally long, and warn when its horse nears the memory limit."""
         s, q = self.settings, attempt.queue
         try:
-            horse = psutil.Process(self.horse_pid)
-            rss = horse.memory_info().rss + sum(c.memory_info().rss for c in horse.children(recursive=True))
+            rss = metrics.tree_rss_bytes(self.horse_pid)
             attempt.peak_rss = max(attempt.peak_rss, rss)
-        except (psutil.Error, ValueError):
+        except (psutil.Error, OSError, ValueError):
             rss = 0
         if self._memory_limit and not attempt.warned_memory and rss > s.memory_warn_share * self._memory_limit:
             attempt.warned_memory = True

@@ -119,3 +119,41 @@ def test_metrics_count_what_happened(stack_factory):
     assert report["memory"]["memory_warnings"] == 1
     assert report["memory"]["recommended_render_plan"] == "starter"  # ~250 MB x 1.25 < 512 MB
     assert any("memory limit" in r for r in report["recommendations"])
+
+
+_TREE = """
+import subprocess, sys, threading, time
+ballast = bytearray(40 * 2**20)  # touched: resident
+spawned = threading.Event()
+def spawn():  # from a second, living thread: the kernel lists its child under that thread's task
+    subprocess.Popen([sys.executable, "-c", "b = bytearray(30 * 2**20); import time; time.sleep(60)"])
+    spawned.set()
+    time.sleep(60)
+threading.Thread(target=spawn, daemon=True).start()
+spawned.wait()
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_tree_rss_counts_a_process_and_every_descendant():
+    import psutil
+
+    from rq_recovery.metrics import tree_rss_bytes
+
+    proc = subprocess.Popen([sys.executable, "-c", _TREE], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        tree = psutil.Process(proc.pid)
+        grown = lambda: len(tree.children(recursive=True)) == 1 and tree.children()[0].memory_info().rss > 30e6  # noqa: E731
+        assert eventually(grown, timeout=20)
+        expected = tree.memory_info().rss + sum(c.memory_info().rss for c in tree.children(recursive=True))
+        got = tree_rss_bytes(proc.pid)
+        assert got > 70 * 2**20 and abs(got - expected) < 0.05 * expected, (got, expected)
+    finally:
+        for p in psutil.Process(proc.pid).children(recursive=True):
+            p.kill()
+        proc.kill()
+        proc.wait()
+    with pytest.raises(ProcessLookupError):
+        tree_rss_bytes(proc.pid)
