@@ -41,7 +41,7 @@ def eventually(check: Callable[[], T], *, timeout: float, interval: float = 0.05
         now = time.monotonic()
         if value or now >= deadline:
             return value
-        time.sleep(max(interval, relative * (now - start)))
+        time.sleep(min(max(interval, relative * (now - start)), deadline - now))  # the last poll: at the deadline
 
 
 def wait_until(

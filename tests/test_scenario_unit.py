@@ -489,7 +489,23 @@ def test_eventually_spaces_its_polls_out_as_a_wait_lasts():
     assert not eventually(never, timeout=1.5, interval=0.01, relative=0.5)
     assert fixed > 60 and len(calls) < 25, (fixed, len(calls))
     gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
-    assert gaps[-1] >= 0.5 * (calls[-2] - calls[0]) - 0.01  # the last gap: half the wait so far
+    assert gaps[-2] >= 0.5 * (calls[-3] - calls[0]) - 0.01  # a gap: half the wait so far...
+    assert gaps[-1] <= 0.5 * (calls[-2] - calls[0]) + 0.05  # ...but the last one ends at the deadline
+
+
+def test_eventually_polls_a_last_time_at_its_deadline_not_a_gap_after_it():
+    # A gap longer than the time left used to be slept whole: a 0.3 s wait with 5 s between
+    # polls took 5 s (and relative= could overshoot by a fraction of the wait).
+    calls = []
+
+    def never() -> bool:
+        calls.append(time.monotonic())
+        return False
+
+    t0 = time.monotonic()
+    assert not eventually(never, timeout=0.3, interval=5.0)
+    took = time.monotonic() - t0
+    assert len(calls) == 2 and 0.3 <= calls[1] - t0 < 4, (len(calls), took)  # the second poll: at the deadline
 
 
 # -- TCP proxy ------------------------------------------------------------------------------
