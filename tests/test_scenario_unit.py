@@ -490,7 +490,7 @@ def test_eventually_spaces_its_polls_out_as_a_wait_lasts():
     assert fixed > 60 and len(calls) < 25, (fixed, len(calls))
     gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
     assert gaps[-2] >= 0.5 * (calls[-3] - calls[0]) - 0.01  # a gap: half the wait so far...
-    assert gaps[-1] <= 0.5 * (calls[-2] - calls[0]) + 0.05  # ...but the last one ends at the deadline
+    assert calls[-1] - calls[0] < 1.5 + 0.1, calls[-1] - calls[0]  # ...but the last poll is at the deadline
 
 
 def test_eventually_polls_a_last_time_at_its_deadline_not_a_gap_after_it():
@@ -504,8 +504,7 @@ def test_eventually_polls_a_last_time_at_its_deadline_not_a_gap_after_it():
 
     t0 = time.monotonic()
     assert not eventually(never, timeout=0.3, interval=5.0)
-    took = time.monotonic() - t0
-    assert len(calls) == 2 and 0.3 <= calls[1] - t0 < 4, (len(calls), took)  # the second poll: at the deadline
+    assert len(calls) == 2 and 0.3 <= calls[1] - t0 < 4, [c - t0 for c in calls]  # the second poll: at the deadline
 
 
 # -- TCP proxy ------------------------------------------------------------------------------
